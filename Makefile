@@ -1,0 +1,42 @@
+# Relais — top-level entry points. `make run` and `make test` set everything up on Debian 12.
+BUILD ?= build
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?=
+CONFIG ?= examples/office/relais.lua
+
+# Debian packages the project needs to build, run and test. `make deps` installs the missing ones.
+DEPS := build-essential cmake pkg-config libsofia-sip-ua-dev libluajit-5.1-dev libevent-dev \
+        libhiredis-dev libsqlite3-dev libssl-dev nlohmann-json3-dev doctest-dev \
+        sip-tester baresip-core redis-server kamailio sox python3 sqlite3
+
+.PHONY: all deps build run test bench clean sanitize
+
+all: build
+
+deps:
+	@missing=$$(for p in $(DEPS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	else echo "deps: all present"; fi
+
+build: deps
+	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
+	cmake --build $(BUILD) -j $(JOBS)
+
+run: build
+	mkdir -p var
+	./$(BUILD)/relais --config $(CONFIG)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j 2
+
+bench: build
+	python3 tests/bench/register.py
+
+sanitize:
+	$(MAKE) test BUILD=build-asan CMAKE_FLAGS=-DRELAIS_SANITIZE=ON
+
+clean:
+	rm -rf $(BUILD) build-asan
