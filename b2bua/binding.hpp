@@ -40,4 +40,9 @@ struct UserRecord {
 std::string binding_to_json(const Binding& b);
 bool binding_from_json(const std::string& text, Binding& out);  // false on malformed text
 
+// The form both backends store and return a binding set in: one binding per key (the last one
+// given wins, as a refresh replaces), ordered by key. Redis hashes have no order, so both
+// backends agree on this one rather than on insertion order.
+void normalize_bindings(std::vector<Binding>& bindings);
+
 }  // namespace relais

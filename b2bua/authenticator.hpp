@@ -1,0 +1,57 @@
+// authenticator.hpp — checks Digest credentials on a request against users from config and the
+// store, and builds the challenges (RFC 3261 §22.4, RFC 7616, RFC 8760).
+#pragma once
+
+#include <sofia-sip/sip.h>
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "config.hpp"
+#include "location_store.hpp"
+#include "nonce.hpp"
+
+namespace relais {
+
+class Authenticator {
+ public:
+  enum class Verdict { ok, challenge, stale, forbidden, bad_request, unavailable };
+  struct Outcome {
+    Verdict verdict = Verdict::challenge;
+    std::string reason;  // for bad_request / forbidden / unavailable logs and phrases
+    std::string user;    // the authenticated username when ok (or the claimed one otherwise)
+  };
+  using Done = std::function<void(const Outcome&)>;
+
+  Authenticator(const Config& cfg, LocationStore& store);
+
+  // Replaces the config users (SIGHUP). Nonces stay valid: the secret is not rotated.
+  void set_users(const Config& cfg);
+
+  // `done` may run before verify returns (config users, SQLite) or later (Redis).
+  void verify(const sip_t* sip, int64_t now, Done done);
+
+  // WWW-Authenticate values, one per configured algorithm in preference order.
+  std::vector<std::string> challenges(int64_t now, bool stale) const;
+
+  const std::string& realm() const { return realm_; }
+
+ private:
+  struct Hashes {
+    std::string md5;
+    std::string sha256;
+  };
+  void check_response(const sip_t* sip, const struct DigestCredentials& creds, const Hashes& hashes,
+                      int64_t now, const Done& done);
+
+  LocationStore& store_;
+  std::string realm_;
+  std::vector<DigestAlgorithm> algorithms_;
+  NonceIssuer nonces_;
+  NonceCounts counts_;
+  std::map<std::string, Hashes> users_;  // config users, HA1s precomputed for realm_
+};
+
+}  // namespace relais

@@ -1,0 +1,326 @@
+// config.cpp — reading the config table out of Lua into typed settings, with clear errors.
+#include "config.hpp"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <set>
+
+#include "lua_state.hpp"
+
+namespace relais {
+
+namespace {
+
+struct ConfigError {
+  std::string message;
+};
+
+// Reads fields of the table on top of the stack; every error names the dotted key.
+class TableReader {
+ public:
+  TableReader(lua_State* L, std::string prefix) : L_(L), prefix_(std::move(prefix)) {}
+
+  [[noreturn]] void fail(const std::string& key, const std::string& why) const {
+    throw ConfigError{prefix_ + key + ": " + why};
+  }
+
+  // Pushes field `key`; returns false (and pushes nothing) when it is nil.
+  bool push(const char* key) const {
+    lua_getfield(L_, -1, key);
+    if (lua_isnil(L_, -1)) {
+      lua_pop(L_, 1);
+      return false;
+    }
+    return true;
+  }
+
+  void string(const char* key, std::string& out) const {
+    if (!push(key)) return;
+    if (lua_type(L_, -1) != LUA_TSTRING && lua_type(L_, -1) != LUA_TNUMBER) fail(key, "expected a string");
+    out = lua_tostring(L_, -1);
+    lua_pop(L_, 1);
+  }
+
+  void integer(const char* key, int& out, int lo, int hi) const {
+    if (!push(key)) return;
+    bool ok = false;
+    if (lua_type(L_, -1) == LUA_TNUMBER) {
+      double v = lua_tonumber(L_, -1);
+      ok = v == static_cast<int>(v);
+      out = static_cast<int>(v);
+    } else if (lua_type(L_, -1) == LUA_TSTRING) {
+      char* end = nullptr;
+      const char* s = lua_tostring(L_, -1);
+      long v = strtol(s, &end, 10);
+      ok = *s && !*end;
+      out = static_cast<int>(v);
+    }
+    lua_pop(L_, 1);
+    if (!ok) fail(key, "expected an integer");
+    if (out < lo || out > hi) fail(key, "must be between " + std::to_string(lo) + " and " + std::to_string(hi));
+  }
+
+  // A list given as a Lua array or as one comma-separated string (the --set form).
+  void list(const char* key, std::vector<std::string>& out) const {
+    if (!push(key)) return;
+    out.clear();
+    if (lua_type(L_, -1) == LUA_TSTRING) {
+      std::string all = lua_tostring(L_, -1);
+      size_t start = 0;
+      while (start <= all.size()) {
+        size_t comma = all.find(',', start);
+        if (comma == std::string::npos) comma = all.size();
+        std::string item = all.substr(start, comma - start);
+        if (!item.empty()) out.push_back(item);
+        start = comma + 1;
+      }
+    } else if (lua_istable(L_, -1)) {
+      for (int i = 1;; ++i) {
+        lua_rawgeti(L_, -1, i);
+        if (lua_isnil(L_, -1)) {
+          lua_pop(L_, 1);
+          break;
+        }
+        if (lua_type(L_, -1) != LUA_TSTRING) fail(key, "list items must be strings");
+        out.push_back(lua_tostring(L_, -1));
+        lua_pop(L_, 1);
+      }
+    } else {
+      fail(key, "expected a list or a comma-separated string");
+    }
+    lua_pop(L_, 1);
+  }
+
+  // Enters a sub-table; returns false if absent. Pair with leave().
+  bool enter(const char* key) const {
+    if (!push(key)) return false;
+    if (!lua_istable(L_, -1)) fail(key, "expected a table");
+    return true;
+  }
+  void leave() const { lua_pop(L_, 1); }
+
+ private:
+  lua_State* L_;
+  std::string prefix_;
+};
+
+// "a.b.c=value": creates intermediate tables, converts numbers and booleans.
+void apply_override(lua_State* L, const std::string& assignment) {
+  size_t eq = assignment.find('=');
+  if (eq == std::string::npos || eq == 0) throw ConfigError{"--set " + assignment + ": expected key=value"};
+  std::string key = assignment.substr(0, eq);
+  std::string value = assignment.substr(eq + 1);
+  std::vector<std::string> parts;
+  size_t start = 0;
+  while (true) {
+    size_t dot = key.find('.', start);
+    parts.push_back(key.substr(start, dot == std::string::npos ? std::string::npos : dot - start));
+    if (parts.back().empty()) throw ConfigError{"--set " + assignment + ": empty key component"};
+    if (dot == std::string::npos) break;
+    start = dot + 1;
+  }
+  lua_pushvalue(L, -1);
+  for (size_t i = 0; i + 1 < parts.size(); ++i) {
+    lua_getfield(L, -1, parts[i].c_str());
+    if (!lua_istable(L, -1)) {
+      lua_pop(L, 1);
+      lua_newtable(L);
+      lua_pushvalue(L, -1);
+      lua_setfield(L, -3, parts[i].c_str());
+    }
+    lua_remove(L, -2);
+  }
+  char* end = nullptr;
+  double number = strtod(value.c_str(), &end);
+  if (value == "true" || value == "false")
+    lua_pushboolean(L, value == "true");
+  else if (!value.empty() && *end == '\0' && value.find_first_not_of("0123456789.-+") == std::string::npos)
+    lua_pushnumber(L, number);
+  else
+    lua_pushstring(L, value.c_str());
+  lua_setfield(L, -2, parts.back().c_str());
+  lua_pop(L, 1);
+}
+
+std::string default_node_id() {
+  char host[256] = {0};
+  if (gethostname(host, sizeof host - 1) != 0 || !host[0]) return "relais";
+  return host;
+}
+
+void read_users(lua_State* L, TableReader& top, Config& cfg) {
+  if (!top.enter("users")) return;
+  lua_pushnil(L);
+  while (lua_next(L, -2) != 0) {
+    // Keys may be numbers (users = { [100] = {...} }); read a copy so lua_next is not confused.
+    lua_pushvalue(L, -2);
+    std::string name = lua_tostring(L, -1) ? lua_tostring(L, -1) : "";
+    lua_pop(L, 1);
+    if (name.empty() || !lua_istable(L, -1)) throw ConfigError{"users: each entry must be name = { password = ... }"};
+    UserConfig user;
+    user.name = name;
+    TableReader entry(L, "users." + name + ".");
+    entry.string("password", user.password);
+    entry.string("ha1_md5", user.ha1_md5);
+    entry.string("ha1_sha256", user.ha1_sha256);
+    entry.string("name", user.display);
+    if (user.password.empty() && user.ha1_md5.empty() && user.ha1_sha256.empty())
+      entry.fail("password", "missing (give password or ha1_md5/ha1_sha256)");
+    cfg.users[name] = std::move(user);
+    lua_pop(L, 1);
+  }
+  top.leave();
+}
+
+void read_config(lua_State* L, Config& cfg) {
+  TableReader top(L, "");
+  cfg.node_id = default_node_id();
+  top.string("node_id", cfg.node_id);
+  std::string level;
+  top.string("log_level", level);
+  if (!level.empty() && !parse_log_level(level, cfg.log_level)) top.fail("log_level", "expected debug, info, warn or error");
+  top.string("domain", cfg.domain);
+  if (cfg.domain.empty()) top.fail("domain", "must not be empty");
+  top.list("aliases", cfg.aliases);
+
+  if (top.enter("sip")) {
+    TableReader sip(L, "sip.");
+    std::vector<std::string> listen;
+    sip.list("listen", listen);
+    for (const std::string& item : listen) {
+      ListenAddress address;
+      if (!parse_listen_address(item, address)) sip.fail("listen", "bad address '" + item + "' (expected udp:HOST:PORT or tcp:HOST:PORT)");
+      cfg.listen.push_back(address);
+    }
+    int max_size = static_cast<int>(cfg.max_message_size);
+    sip.integer("max_message_size", max_size, 1024, 1 << 20);
+    cfg.max_message_size = static_cast<size_t>(max_size);
+    top.leave();
+  }
+  if (cfg.listen.empty()) cfg.listen = {{"udp", "0.0.0.0", 5060}, {"tcp", "0.0.0.0", 5060}};
+
+  if (top.enter("registrar")) {
+    TableReader reg(L, "registrar.");
+    reg.integer("min_expires", cfg.registrar.min_expires, 1, 86400);
+    reg.integer("max_expires", cfg.registrar.max_expires, 1, 7 * 86400);
+    reg.integer("default_expires", cfg.registrar.default_expires, 1, 7 * 86400);
+    reg.integer("max_contacts", cfg.registrar.max_contacts, 1, 1000);
+    if (cfg.registrar.min_expires > cfg.registrar.max_expires) reg.fail("min_expires", "must not exceed max_expires");
+    top.leave();
+  }
+
+  cfg.auth.realm = cfg.domain;
+  if (top.enter("auth")) {
+    TableReader auth(L, "auth.");
+    auth.string("realm", cfg.auth.realm);
+    std::vector<std::string> algorithms;
+    auth.list("algorithms", algorithms);
+    if (!algorithms.empty()) {
+      cfg.auth.algorithms.clear();
+      for (const std::string& name : algorithms) {
+        auto alg = parse_digest_algorithm(name);
+        if (!alg || name.empty()) auth.fail("algorithms", "unknown algorithm '" + name + "' (SHA-256 or MD5)");
+        cfg.auth.algorithms.push_back(*alg);
+      }
+    }
+    auth.integer("nonce_ttl", cfg.auth.nonce_ttl, 1, 86400);
+    auth.string("secret", cfg.auth.secret);
+    top.leave();
+  }
+
+  if (top.enter("store")) {
+    TableReader store(L, "store.");
+    store.string("backend", cfg.store.backend);
+    if (cfg.store.backend != "sqlite" && cfg.store.backend != "redis") store.fail("backend", "expected sqlite or redis");
+    store.string("path", cfg.store.sqlite_path);
+    store.string("redis_host", cfg.store.redis_host);
+    store.integer("redis_port", cfg.store.redis_port, 1, 65535);
+    store.string("redis_password", cfg.store.redis_password);
+    store.integer("redis_db", cfg.store.redis_db, 0, 1024);
+    store.string("prefix", cfg.store.redis_prefix);
+    store.integer("flush_ms", cfg.store.sqlite_flush_ms, 1, 60000);
+    top.leave();
+  }
+
+  read_users(L, top, cfg);
+
+  std::string script;
+  top.string("script", script);
+  if (!script.empty()) {
+    std::filesystem::path p(script);
+    if (p.is_relative()) p = std::filesystem::path(cfg.dir) / p;
+    cfg.script_path = p.lexically_normal().string();
+  }
+}
+
+}  // namespace
+
+std::string ListenAddress::to_string() const {
+  return proto + ":" + (ipv6() ? "[" + host + "]" : host) + ":" + std::to_string(port);
+}
+
+std::string ListenAddress::sip_url() const {
+  return "sip:" + (ipv6() ? "[" + host + "]" : host) + ":" + std::to_string(port) + ";transport=" + proto;
+}
+
+bool parse_listen_address(const std::string& text, ListenAddress& out) {
+  size_t colon = text.find(':');
+  if (colon == std::string::npos) return false;
+  out.proto = text.substr(0, colon);
+  if (out.proto != "udp" && out.proto != "tcp") return false;
+  std::string rest = text.substr(colon + 1);
+  size_t port_colon;
+  if (!rest.empty() && rest[0] == '[') {
+    size_t close = rest.find(']');
+    if (close == std::string::npos || close + 1 >= rest.size() || rest[close + 1] != ':') return false;
+    out.host = rest.substr(1, close - 1);
+    port_colon = close + 1;
+  } else {
+    port_colon = rest.rfind(':');
+    if (port_colon == std::string::npos) return false;
+    out.host = rest.substr(0, port_colon);
+    if (out.host.find(':') != std::string::npos) return false;  // bare IPv6 needs brackets
+  }
+  if (out.host.empty()) return false;
+  std::string port = rest.substr(port_colon + 1);
+  char* end = nullptr;
+  long value = strtol(port.c_str(), &end, 10);
+  if (port.empty() || *end || value < 1 || value > 65535) return false;
+  out.port = static_cast<int>(value);
+  return true;
+}
+
+bool load_config(const std::string& path, const std::vector<std::string>& overrides, Config& out,
+                 std::string& error) {
+  LuaStatePtr state = new_lua_state();
+  lua_State* L = state.get();
+  if (!L) {
+    error = path + ": cannot create Lua state";
+    return false;
+  }
+  if (luaL_loadfile(L, path.c_str()) != 0 || lua_pcall(L, 0, 1, 0) != 0) {
+    error = lua_error_text(L);  // already "file:line: message"
+    return false;
+  }
+  if (!lua_istable(L, -1)) {
+    error = path + ": the config file must return a table";
+    return false;
+  }
+  Config cfg;
+  cfg.path = path;
+  cfg.dir = std::filesystem::path(path).parent_path().string();
+  if (cfg.dir.empty()) cfg.dir = ".";
+  try {
+    for (const std::string& o : overrides) apply_override(L, o);
+    read_config(L, cfg);
+  } catch (const ConfigError& e) {
+    error = path + ": " + e.message;
+    return false;
+  }
+  out = std::move(cfg);
+  return true;
+}
+
+}  // namespace relais

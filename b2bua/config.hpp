@@ -1,0 +1,69 @@
+// config.hpp — relais configuration: a Lua file returning a table, plus --set overrides.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "digest_auth.hpp"
+#include "location_store.hpp"
+#include "log.hpp"
+
+namespace relais {
+
+struct ListenAddress {
+  std::string proto;  // "udp" | "tcp"
+  std::string host;   // IPv4, IPv6 (without brackets) or a name
+  int port = 5060;
+  bool ipv6() const { return host.find(':') != std::string::npos; }
+  std::string to_string() const;  // "udp:[::1]:5060"
+  std::string sip_url() const;    // "sip:[::1]:5060;transport=udp"
+};
+
+struct RegistrarSettings {
+  int min_expires = 60;
+  int max_expires = 3600;
+  int default_expires = 3600;
+  int max_contacts = 10;
+};
+
+struct AuthSettings {
+  std::string realm;  // defaults to the domain
+  std::vector<DigestAlgorithm> algorithms{DigestAlgorithm::sha256, DigestAlgorithm::md5};
+  int nonce_ttl = 300;
+  std::string secret;
+};
+
+struct UserConfig {
+  std::string name;      // extension / username
+  std::string display;   // human name, informational
+  std::string password;  // plain; or the pre-hashed forms below
+  std::string ha1_md5;
+  std::string ha1_sha256;
+};
+
+struct Config {
+  std::string path;  // the config file as given
+  std::string dir;   // its directory: relative script paths resolve against it
+  std::string node_id;
+  LogLevel log_level = LogLevel::info;
+  std::string domain = "localhost";
+  std::vector<std::string> aliases;  // other host names that mean `domain`
+  std::vector<ListenAddress> listen;
+  size_t max_message_size = 65536;
+  RegistrarSettings registrar;
+  AuthSettings auth;
+  StoreSettings store;
+  std::map<std::string, UserConfig> users;
+  std::string script_path;  // resolved; empty when no script
+};
+
+// Loads and validates `path`, applying `overrides` ("a.b.c=value") on the returned table before
+// reading it. On error returns false with `error` as "file:line: message" (Lua syntax errors) or
+// "file: key: message" (bad values).
+bool load_config(const std::string& path, const std::vector<std::string>& overrides, Config& out,
+                 std::string& error);
+
+bool parse_listen_address(const std::string& text, ListenAddress& out);
+
+}  // namespace relais

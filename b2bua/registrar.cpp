@@ -1,0 +1,298 @@
+// registrar.cpp — the REGISTER pipeline: parse → authenticate → script → store → answer.
+#include "registrar.hpp"
+
+#include <sofia-sip/sip_header.h>
+#include <sofia-sip/sip_status.h>
+#include <sofia-sip/su_alloc.h>
+#include <strings.h>
+
+#include <algorithm>
+#include <cctype>
+#include <ctime>
+
+#include "log.hpp"
+#include "sip_stack.hpp"
+
+namespace relais {
+
+namespace {
+
+int64_t unix_now() { return static_cast<int64_t>(time(nullptr)); }
+
+std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// Parses a delta-seconds value (RFC 3261 §25.1); huge values saturate rather than wrap.
+bool parse_delta(const char* text, uint32_t& out) {
+  if (!text || !*text) return false;
+  uint64_t value = 0;
+  for (const char* p = text; *p; ++p) {
+    if (*p < '0' || *p > '9') return false;
+    value = value * 10 + static_cast<uint64_t>(*p - '0');
+    if (value > UINT32_MAX) value = UINT32_MAX;
+  }
+  out = static_cast<uint32_t>(value);
+  return true;
+}
+
+bool parse_q(const char* text, int& out) {
+  if (!text) return true;
+  char* end = nullptr;
+  double q = strtod(text, &end);
+  if (end == text || *end || q < 0 || q > 1) return false;
+  out = static_cast<int>(q * 1000 + 0.5);
+  return true;
+}
+
+std::string url_string(const url_t* url) {
+  su_home_t home[1] = {SU_HOME_INIT(home)};
+  char* text = url_as_string(home, url);
+  std::string out = text ? text : "";
+  su_home_deinit(home);
+  return out;
+}
+
+std::string contact_param(const sip_contact_t* m, const char* name) {
+  const char* v = msg_params_find(m->m_params, name);
+  if (!v) return {};
+  std::string value = v;
+  if (value.size() >= 2 && value.front() == '"' && value.back() == '"') value = value.substr(1, value.size() - 2);
+  return value;
+}
+
+}  // namespace
+
+std::string canonical_contact_key(const url_t* url) {
+  std::string key = lower(url->url_scheme ? url->url_scheme : "sip") + ":";
+  if (url->url_user) key += std::string(url->url_user) + "@";
+  key += lower(url->url_host ? url->url_host : "");
+  if (url->url_port) key += std::string(":") + url->url_port;
+  if (url->url_params) {
+    for (const char* name : {"transport", "maddr"}) {
+      char buf[256];
+      isize_t n = url_param(url->url_params, name, buf, sizeof buf);
+      if (n > 0) key += std::string(";") + name + "=" + lower(buf);
+    }
+  }
+  return key;
+}
+
+Registrar::Registrar(const Config& cfg, SipStack& stack, LocationStore& store, Authenticator& auth, ScriptEngine& script)
+    : cfg_(cfg), stack_(stack), store_(store), auth_(auth), script_(script) {}
+
+void Registrar::set_config(const Config& cfg) { cfg_ = cfg; }
+
+std::string Registrar::aor_for(const sip_t* sip, std::string& why) const {
+  const url_t* to = sip->sip_to ? sip->sip_to->a_url : nullptr;
+  if (!to || !to->url_host) {
+    why = "Missing To URI";
+    return {};
+  }
+  if (to->url_type != url_sip && to->url_type != url_sips) {
+    why = "Unsupported URI Scheme In To";
+    return {};
+  }
+  if (!to->url_user || !*to->url_user) {
+    why = "Missing User In To";
+    return {};
+  }
+  bool ours = strcasecmp(to->url_host, cfg_.domain.c_str()) == 0 || stack_.is_local_host(to->url_host);
+  for (const std::string& alias : cfg_.aliases) ours = ours || strcasecmp(to->url_host, alias.c_str()) == 0;
+  if (!ours) {
+    why = "Domain Not Served Here";
+    return {};
+  }
+  return std::string(to->url_user) + "@" + lower(cfg_.domain);
+}
+
+void Registrar::handle(const SipRequestPtr& request) {
+  const sip_t* sip = request->sip();
+  std::string why;
+  std::string aor = aor_for(sip, why);
+  if (aor.empty()) {
+    answer_error(request, "", why == "Domain Not Served Here" ? 404 : 400, why, "register.bad_request");
+    return;
+  }
+
+  RegisterUpdate update;
+  update.call_id = request->call_id();
+  update.cseq = sip->sip_cseq ? sip->sip_cseq->cs_seq : 0;
+  update.now = unix_now();
+  update.received = request->source().to_string();
+  update.user_agent = sip->sip_user_agent && sip->sip_user_agent->g_string ? sip->sip_user_agent->g_string : "";
+  update.node = cfg_.node_id;
+  if (sip->sip_expires) update.expires_header = static_cast<uint32_t>(sip->sip_expires->ex_delta);
+  for (const sip_contact_t* m = sip->sip_contact; m; m = m->m_next) {
+    if (m->m_url->url_type == url_any) {
+      update.wildcard = true;
+      continue;
+    }
+    if (m->m_url->url_type != url_sip && m->m_url->url_type != url_sips) {
+      answer_error(request, aor, 400, "Unsupported Contact URI Scheme", "register.bad_request");
+      return;
+    }
+    ContactUpdate contact;
+    contact.uri = url_string(m->m_url);
+    contact.key = canonical_contact_key(m->m_url);
+    if (m->m_expires) {
+      uint32_t value = 0;
+      if (!parse_delta(m->m_expires, value)) {
+        answer_error(request, aor, 400, "Bad Contact Expires Parameter", "register.bad_request");
+        return;
+      }
+      contact.expires_param = value;
+    }
+    if (!parse_q(m->m_q, contact.q_milli)) {
+      answer_error(request, aor, 400, "Bad Contact q Parameter", "register.bad_request");
+      return;
+    }
+    contact.instance = contact_param(m, "+sip.instance");
+    update.contacts.push_back(std::move(contact));
+  }
+
+  auth_.verify(sip, update.now, [this, request, aor, update = std::move(update)](const Authenticator::Outcome& outcome) mutable {
+    switch (outcome.verdict) {
+      case Authenticator::Verdict::challenge:
+        return challenge(request, false, aor, outcome.reason);
+      case Authenticator::Verdict::stale:
+        return challenge(request, true, aor, outcome.reason);
+      case Authenticator::Verdict::bad_request:
+        return answer_error(request, aor, 400, outcome.reason, "register.bad_request");
+      case Authenticator::Verdict::forbidden:
+        ++counters_.auth_failed;
+        log_warn("register.auth_failed").kv("aor", aor).kv("user", outcome.user).kv("reason", outcome.reason)
+            .kv("src", request->source().to_string()).kv("call_id", request->call_id());
+        request->respond(SIP_403_FORBIDDEN);
+        return;
+      case Authenticator::Verdict::unavailable:
+        ++counters_.errors;
+        log_error("register.store_unavailable").kv("aor", aor).kv("error", outcome.reason).kv("call_id", request->call_id());
+        request->respond(503, "Store Unavailable", SIPTAG_RETRY_AFTER_STR("5"), TAG_END());
+        return;
+      case Authenticator::Verdict::ok:
+        break;
+    }
+    // Authorization: a user registers only its own AoR (RFC 3261 §10.3 step 3).
+    if (aor.substr(0, aor.find('@')) != outcome.user)
+      return answer_error(request, aor, 403, "Username Does Not Match AoR", "register.rejected");
+    after_auth(request, aor, std::move(update));
+  });
+}
+
+void Registrar::after_auth(const SipRequestPtr& request, const std::string& aor, RegisterUpdate update) {
+  RegisterOutcome early = check_register(cfg_.registrar, update);
+  if (early.status == 423) {
+    std::string min = std::to_string(early.min_expires);
+    ++counters_.rejected;
+    log_info("register.interval_too_brief").kv("aor", aor).kv("min_expires", early.min_expires).kv("call_id", request->call_id());
+    request->respond(SIP_423_INTERVAL_TOO_BRIEF, SIPTAG_MIN_EXPIRES_STR(min.c_str()), TAG_END());
+    return;
+  }
+  if (early.status != 200) return answer_error(request, aor, early.status, early.reason, "register.bad_request");
+
+  if (script_.has_hook("on_register")) {
+    const sip_t* sip = request->sip();
+    RegisterHookRequest hook;
+    hook.user = aor.substr(0, aor.find('@'));
+    hook.domain = aor.substr(aor.find('@') + 1);
+    hook.aor = aor;
+    hook.source_ip = request->source().ip;
+    hook.source_port = request->source().port;
+    hook.transport = request->source().transport;
+    hook.user_agent = update.user_agent;
+    hook.call_id = update.call_id;
+    hook.expires = sip->sip_expires ? static_cast<int>(sip->sip_expires->ex_delta) : -1;
+    for (const ContactUpdate& c : update.contacts) hook.contacts.push_back(c.uri);
+    HookResult verdict = script_.on_register(hook);
+    if (!verdict.error.empty()) {
+      ++counters_.errors;
+      log_error("script.error").kv("hook", "on_register").kv("aor", aor).kv("call_id", update.call_id).kv("error", verdict.error);
+      request->respond(500, "Script Error");
+      return;
+    }
+    if (verdict.reject_code) {
+      return answer_error(request, aor, verdict.reject_code,
+                          verdict.reject_reason.empty() ? "Rejected" : verdict.reject_reason, "register.rejected");
+    }
+    update.attrs = std::move(verdict.attrs);
+  }
+
+  int64_t now = update.now;
+  store_.lookup(aor, now, [this, request, aor, update = std::move(update)](const std::string& error, std::vector<Binding> current) mutable {
+    if (!error.empty()) {
+      ++counters_.errors;
+      log_error("register.store_unavailable").kv("aor", aor).kv("error", error).kv("call_id", request->call_id());
+      request->respond(503, "Store Unavailable", SIPTAG_RETRY_AFTER_STR("5"), TAG_END());
+      return;
+    }
+    RegisterOutcome outcome = apply_register(cfg_.registrar, update, std::move(current));
+    if (outcome.status != 200) return answer_error(request, aor, outcome.status, outcome.reason, "register.rejected");
+    if (!outcome.changed) return answer_ok(request, aor, outcome.bindings, update.now, false);
+    auto bindings = std::make_shared<std::vector<Binding>>(std::move(outcome.bindings));
+    int64_t now = update.now;
+    store_.replace(aor, *bindings, [this, request, aor, bindings, now](const std::string& error) {
+      if (!error.empty()) {
+        ++counters_.errors;
+        log_error("register.store_unavailable").kv("aor", aor).kv("error", error).kv("call_id", request->call_id());
+        request->respond(503, "Store Unavailable", SIPTAG_RETRY_AFTER_STR("5"), TAG_END());
+        return;
+      }
+      answer_ok(request, aor, *bindings, now, true);
+    });
+  });
+}
+
+void Registrar::answer_ok(const SipRequestPtr& request, const std::string& aor, const std::vector<Binding>& bindings,
+                          int64_t now, bool changed) {
+  std::string contacts;
+  for (const Binding& b : bindings) {
+    if (!contacts.empty()) contacts += ", ";
+    contacts += "<" + b.contact + ">;expires=" + std::to_string(std::max<int64_t>(0, b.expires_at - now));
+    if (b.q_milli >= 0) {
+      char q[16];
+      snprintf(q, sizeof q, ";q=%d.%03d", b.q_milli / 1000, b.q_milli % 1000);
+      contacts += q;
+    }
+  }
+  ++counters_.ok;
+  log_info(changed ? "register.ok" : "register.query").kv("aor", aor).kv("contacts", bindings.size())
+      .kv("src", request->source().to_string()).kv("call_id", request->call_id());
+  char date[64];
+  time_t t = static_cast<time_t>(now);
+  tm utc{};
+  gmtime_r(&t, &utc);
+  strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &utc);
+  if (contacts.empty())
+    request->respond(SIP_200_OK, SIPTAG_DATE_STR(date), TAG_END());
+  else
+    request->respond(SIP_200_OK, SIPTAG_CONTACT_STR(contacts.c_str()), SIPTAG_DATE_STR(date), TAG_END());
+}
+
+void Registrar::answer_error(const SipRequestPtr& request, const std::string& aor, int status, const std::string& reason,
+                             const char* event) {
+  ++counters_.rejected;
+  log_info(event).kv("aor", aor).kv("status", status).kv("reason", reason).kv("src", request->source().to_string())
+      .kv("call_id", request->call_id());
+  request->respond(status, reason.c_str());
+}
+
+void Registrar::challenge(const SipRequestPtr& request, bool stale, const std::string& aor, const std::string& why) {
+  ++counters_.challenged;
+  log_debug("register.challenge").kv("aor", aor).kv("stale", stale ? "true" : "false").kv("why", why)
+      .kv("call_id", request->call_id());
+  std::vector<std::string> headers = auth_.challenges(unix_now(), stale);
+  // One WWW-Authenticate per algorithm (RFC 8760 §2.4), most preferred first.
+  switch (headers.size()) {
+    case 1:
+      request->respond(SIP_401_UNAUTHORIZED, SIPTAG_WWW_AUTHENTICATE_STR(headers[0].c_str()), TAG_END());
+      break;
+    default:
+      request->respond(SIP_401_UNAUTHORIZED, SIPTAG_WWW_AUTHENTICATE_STR(headers[0].c_str()),
+                       SIPTAG_WWW_AUTHENTICATE_STR(headers[1].c_str()), TAG_END());
+      break;
+  }
+}
+
+}  // namespace relais

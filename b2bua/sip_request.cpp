@@ -1,0 +1,74 @@
+// sip_request.cpp — answering and releasing a server transaction.
+#include "sip_request.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sofia-sip/msg_addr.h>
+#include <sofia-sip/sip_header.h>
+#include <sofia-sip/su_tagarg.h>
+
+#include "log.hpp"
+
+#include <set>
+
+namespace relais {
+
+namespace {
+// nta keeps the reason-phrase pointer in the response it may retransmit later, so phrases
+// must live for the process. Phrases come from our code and the operator's script, so the set
+// stays small; past a bound we fall back to Sofia's standard phrase.
+const char* stable_phrase(const char* phrase) {
+  static std::set<std::string> phrases;
+  if (!phrase) return nullptr;
+  auto it = phrases.find(phrase);
+  if (it != phrases.end()) return it->c_str();
+  if (phrases.size() >= 1024) return nullptr;
+  return phrases.insert(phrase).first->c_str();
+}
+}  // namespace
+
+SipRequest::SipRequest(nta_incoming_t* irq, const sip_t* sip)
+    : irq_(irq), msg_(nta_incoming_getrequest(irq)), sip_(sip) {
+  if (su_addrinfo_t* ai = msg_ ? msg_addrinfo(msg_) : nullptr) {
+    source_.transport = ai->ai_protocol == IPPROTO_TCP ? "tcp" : "udp";
+    char text[INET6_ADDRSTRLEN] = {0};
+    const sockaddr* sa = ai->ai_addr;
+    if (sa && sa->sa_family == AF_INET6) {
+      auto* in6 = reinterpret_cast<const sockaddr_in6*>(sa);
+      inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof text);
+      source_.port = ntohs(in6->sin6_port);
+    } else if (sa && sa->sa_family == AF_INET) {
+      auto* in4 = reinterpret_cast<const sockaddr_in*>(sa);
+      inet_ntop(AF_INET, &in4->sin_addr, text, sizeof text);
+      source_.port = ntohs(in4->sin_port);
+    }
+    source_.ip = text;
+  }
+}
+
+SipRequest::~SipRequest() {
+  if (!answered_) respond(500, "Request Not Handled");
+  if (!in_callback_) nta_incoming_destroy(irq_);
+  if (msg_) msg_destroy(msg_);
+}
+
+std::string SipRequest::call_id() const {
+  return sip_ && sip_->sip_call_id && sip_->sip_call_id->i_id ? sip_->sip_call_id->i_id : "";
+}
+
+const char* SipRequest::method_name() const {
+  return sip_ && sip_->sip_request ? sip_->sip_request->rq_method_name : "?";
+}
+
+bool SipRequest::respond(int status, const char* phrase, tag_type_t tag, tag_value_t value, ...) {
+  if (answered_) return false;
+  answered_ = true;
+  status_ = status;
+  ta_list ta;
+  ta_start(ta, tag, value);
+  nta_incoming_treply(irq_, status, stable_phrase(phrase), SIPTAG_SERVER_STR("relais/" RELAIS_VERSION), ta_tags(ta));
+  ta_end(ta);
+  return true;
+}
+
+}  // namespace relais

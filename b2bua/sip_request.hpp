@@ -1,0 +1,55 @@
+// sip_request.hpp — one incoming server transaction (nta_incoming_t) that may be answered now
+// or later (after a store reply), answered exactly once, and released exactly once.
+#pragma once
+
+#include <sofia-sip/nta.h>
+#include <sofia-sip/sip.h>
+
+#include <memory>
+#include <string>
+
+namespace relais {
+
+struct SourceAddress {
+  std::string transport;  // "udp" | "tcp"
+  std::string ip;
+  int port = 0;
+  std::string to_string() const { return transport + ":" + (ip.find(':') != std::string::npos ? "[" + ip + "]" : ip) + ":" + std::to_string(port); }
+};
+
+class SipRequest {
+ public:
+  SipRequest(nta_incoming_t* irq, const sip_t* sip);
+  ~SipRequest();  // an unanswered request gets 500 here, so no path can leave a client hanging
+  SipRequest(const SipRequest&) = delete;
+  SipRequest& operator=(const SipRequest&) = delete;
+
+  const sip_t* sip() const { return sip_; }
+  const SourceAddress& source() const { return source_; }
+  std::string call_id() const;
+  const char* method_name() const;
+
+  // Sends a final response. `phrase` must outlive the call only (nta copies it into the
+  // response message). Extra headers go in as Sofia tags. Returns false if already answered.
+  bool respond(int status, const char* phrase, tag_type_t tag, tag_value_t value, ...);
+  bool respond(int status, const char* phrase) { return respond(status, phrase, TAG_END()); }
+  bool answered() const { return answered_; }
+
+  // Within the leg callback nta destroys the transaction itself once we return the status;
+  // outside it we must. SipStack flips this after the callback returns.
+  void leave_callback() { in_callback_ = false; }
+  int final_status() const { return status_; }
+
+ private:
+  nta_incoming_t* irq_;
+  msg_t* msg_;          // our reference to the request message (source address, raw headers)
+  const sip_t* sip_;
+  SourceAddress source_;
+  bool answered_ = false;
+  bool in_callback_ = true;
+  int status_ = 0;
+};
+
+using SipRequestPtr = std::shared_ptr<SipRequest>;
+
+}  // namespace relais

@@ -1,0 +1,112 @@
+// sip_stack.cpp — creating the nta agent and routing requests to handlers.
+#include "sip_stack.hpp"
+
+#include <sofia-sip/nta_tag.h>
+#include <sofia-sip/sip_header.h>
+#include <sofia-sip/sip_status.h>
+#include <sofia-sip/su_string.h>
+#include <sofia-sip/tport_tag.h>
+#include <sofia-sip/url.h>
+#include <strings.h>
+
+#include <arpa/inet.h>
+
+#include <climits>
+
+#include "event_loop.hpp"
+#include "log.hpp"
+
+namespace relais {
+
+SipStack::~SipStack() {
+  if (default_leg_) nta_leg_destroy(default_leg_);
+  if (agent_) nta_agent_destroy(agent_);
+}
+
+bool SipStack::start(const Config& cfg, std::string& error) {
+  // NONE: no default "sip:*:*" transports; we add exactly the configured ones below.
+  agent_ = nta_agent_create(loop_.root(), reinterpret_cast<url_string_t*>(-1), nullptr, nullptr,
+                            NTATAG_MAXSIZE(cfg.max_message_size),
+                            NTATAG_UA(0),
+                            // RFC 3581: always answer to the source port, NATed phones need it.
+                            NTATAG_SERVER_RPORT(2),
+                            TAG_END());
+  if (!agent_) {
+    error = "cannot create SIP agent";
+    return false;
+  }
+  for (const ListenAddress& address : cfg.listen) {
+    std::string url = address.sip_url();
+    if (nta_agent_add_tport(agent_, URL_STRING_MAKE(url.c_str()),
+                            // Sofia closes idle TCP connections after 30 min by default;
+                            // a registered phone may legitimately stay quiet longer.
+                            TPTAG_IDLE(UINT_MAX),
+                            // Answer RFC 5626 CRLF keepalives.
+                            TPTAG_PONG2PING(1),
+                            TAG_END()) < 0) {
+      error = "cannot listen on " + address.to_string() + " (address in use or not local?)";
+      return false;
+    }
+    listening_.push_back(address);
+  }
+  default_leg_ = nta_leg_tcreate(agent_, on_request, reinterpret_cast<nta_leg_magic_t*>(this),
+                                 NTATAG_NO_DIALOG(1), TAG_END());
+  if (!default_leg_) {
+    error = "cannot create the default SIP leg";
+    return false;
+  }
+  return true;
+}
+
+bool SipStack::is_local_host(const char* host) const {
+  if (!host) return false;
+  std::string h = host;
+  if (h.size() > 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
+  unsigned char buf[sizeof(in6_addr)];
+  bool ip_literal = inet_pton(AF_INET, h.c_str(), buf) == 1 || inet_pton(AF_INET6, h.c_str(), buf) == 1;
+  for (const ListenAddress& a : listening_) {
+    if (strcasecmp(a.host.c_str(), h.c_str()) == 0) return true;
+    // A wildcard listener answers on every local address; any IP literal may be ours.
+    if (ip_literal && (a.host == "0.0.0.0" || a.host == "::")) return true;
+  }
+  return false;
+}
+
+std::string SipStack::allow_header() const {
+  std::string allow = "OPTIONS";
+  for (const auto& [method, handler] : handlers_)
+    if (method != "OPTIONS") allow += ", " + method;
+  return allow;
+}
+
+int SipStack::on_request(nta_leg_magic_t* magic, nta_leg_t*, nta_incoming_t* irq, const sip_t* sip) {
+  return reinterpret_cast<SipStack*>(magic)->dispatch(irq, sip);
+}
+
+int SipStack::dispatch(nta_incoming_t* irq, const sip_t* sip) {
+  if (sip->sip_request->rq_method == sip_method_ack) return 0;  // an ACK to our error answers
+  auto request = std::make_shared<SipRequest>(irq, sip);
+  const char* method = sip->sip_request->rq_method_name;
+  auto handler = handlers_.find(method ? method : "");
+  if (handler != handlers_.end()) {
+    handler->second(request);
+  } else if (sip->sip_request->rq_method == sip_method_options) {
+    // Keepalive pings and monitoring: 200 with our capabilities, no Contact (nta would
+    // otherwise invent one that leaks an internal address).
+    std::string allow = allow_header();
+    request->respond(SIP_200_OK, SIPTAG_ALLOW_STR(allow.c_str()), SIPTAG_ACCEPT_STR("application/sdp"), TAG_END());
+  } else {
+    std::string allow = allow_header();
+    log_info("sip.method_not_allowed").kv("method", method).kv("call_id", request->call_id()).kv("src", request->source().to_string());
+    request->respond(SIP_405_METHOD_NOT_ALLOWED, SIPTAG_ALLOW_STR(allow.c_str()), TAG_END());
+  }
+  if (request.use_count() > 1) {
+    // Someone answers later (a store reply); from now on the transaction is ours to destroy.
+    request->leave_callback();
+    return 0;
+  }
+  if (!request->answered()) request->respond(500, "Request Not Handled");
+  return request->final_status();
+}
+
+}  // namespace relais

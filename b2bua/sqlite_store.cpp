@@ -1,0 +1,362 @@
+// sqlite_store.cpp — embedded LocationStore: in-memory maps with write-behind to one SQLite file.
+#include "sqlite_store.hpp"
+
+#include "log.hpp"
+
+#include <event2/event.h>
+
+#include <algorithm>
+#include <ctime>
+#include <filesystem>
+
+namespace relais {
+
+namespace {
+
+constexpr int kSchemaVersion = 1;
+constexpr int kPurgeIntervalMs = 30'000;
+// A flush runs on the SIP loop: rather than stall it behind another process holding the write
+// lock (an admin shell, a backup), give up quickly and retry on the next timer.
+constexpr int kBusyTimeoutMs = 100;
+constexpr int kRetryMinMs = 1000;
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE bindings (
+  aor TEXT NOT NULL,
+  key TEXT NOT NULL,
+  expires_at INTEGER NOT NULL,
+  data TEXT NOT NULL,            -- binding_to_json(), so new fields need no migration
+  PRIMARY KEY (aor, key)
+) WITHOUT ROWID;
+CREATE INDEX bindings_expires_at ON bindings (expires_at);
+CREATE TABLE users (
+  user TEXT NOT NULL,
+  domain TEXT NOT NULL,
+  ha1_md5 TEXT NOT NULL,
+  ha1_sha256 TEXT NOT NULL,
+  PRIMARY KEY (user, domain)
+) WITHOUT ROWID;
+)sql";
+
+void report(const char* event, const std::string& detail) {
+  log_error(event).kv("backend", "sqlite").kv("error", detail);
+}
+
+timeval ms_to_timeval(int ms) { return timeval{ms / 1000, (ms % 1000) * 1000}; }
+
+// Binds by position; TEXT is copied (SQLITE_TRANSIENT) because callers pass temporaries.
+void bind_text(sqlite3_stmt* s, int i, const std::string& v) {
+  sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+}
+
+std::string column_text(sqlite3_stmt* s, int i) {
+  auto p = reinterpret_cast<const char*>(sqlite3_column_text(s, i));
+  return p ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(s, i))) : std::string();
+}
+
+// Steps a statement that returns no rows and resets it for the next use.
+bool run(sqlite3_stmt* s) {
+  int rc = sqlite3_step(s);
+  sqlite3_reset(s);
+  sqlite3_clear_bindings(s);
+  return rc == SQLITE_DONE;
+}
+
+}  // namespace
+
+void SqliteStore::EventFree::operator()(event* ev) const { event_free(ev); }
+
+std::unique_ptr<SqliteStore> SqliteStore::open(const StoreSettings& settings, event_base* loop,
+                                               std::string& error) {
+  std::unique_ptr<SqliteStore> store(new SqliteStore());
+  if (!store->init(settings, loop, error)) {
+    error = "sqlite store " + settings.sqlite_path + ": " + error;
+    return nullptr;
+  }
+  return store;
+}
+
+bool SqliteStore::init(const StoreSettings& settings, event_base* loop, std::string& error) {
+  path_ = settings.sqlite_path;
+  flush_ms_ = std::max(1, settings.sqlite_flush_ms);
+  if (path_.empty()) {
+    error = "empty path";
+    return false;
+  }
+  std::filesystem::path parent = std::filesystem::path(path_).parent_path();
+  if (!parent.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(parent, ec);
+    if (ec) {
+      error = "cannot create directory " + parent.string() + ": " + ec.message();
+      return false;
+    }
+  }
+  sqlite3* raw = nullptr;
+  int rc = sqlite3_open_v2(path_.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
+  db_.reset(raw);  // sqlite3_open_v2 hands out a handle even on failure; it must be closed
+  if (rc != SQLITE_OK) {
+    error = raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc);
+    return false;
+  }
+  sqlite3_busy_timeout(db_.get(), kBusyTimeoutMs);
+  // WAL + synchronous=NORMAL: a commit is one sequential append without fsync; a power cut can
+  // lose the last flushes but never corrupts the file, and the write-behind already accepts that
+  // window. journal_mode answers with a row, hence exec rather than a prepared step.
+  if (sqlite3_exec(db_.get(), "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", nullptr,
+                   nullptr, nullptr) != SQLITE_OK) {
+    error = sqlite3_errmsg(db_.get());
+    return false;
+  }
+  if (!migrate(error) || !prepare(error)) return false;
+  if (!load(static_cast<int64_t>(std::time(nullptr)), error)) return false;
+
+  if (loop) {
+    flush_timer_.reset(evtimer_new(loop, &SqliteStore::on_flush_timer, this));
+    purge_timer_.reset(event_new(loop, -1, EV_PERSIST, &SqliteStore::on_purge_timer, this));
+    if (!flush_timer_ || !purge_timer_) {
+      error = "cannot create timers";
+      return false;
+    }
+    timeval tv = ms_to_timeval(kPurgeIntervalMs);
+    evtimer_add(purge_timer_.get(), &tv);
+  }
+  return true;
+}
+
+bool SqliteStore::migrate(std::string& error) {
+  sqlite3_stmt* raw = nullptr;
+  if (sqlite3_prepare_v2(db_.get(), "PRAGMA user_version", -1, &raw, nullptr) != SQLITE_OK) {
+    error = sqlite3_errmsg(db_.get());
+    return false;
+  }
+  Stmt s(raw);
+  if (sqlite3_step(s.get()) != SQLITE_ROW) {
+    error = sqlite3_errmsg(db_.get());
+    return false;
+  }
+  int version = sqlite3_column_int(s.get(), 0);
+  s.reset();
+  if (version == kSchemaVersion) return true;
+  if (version > kSchemaVersion) {
+    error = "schema version " + std::to_string(version) + " is newer than this relais supports (" +
+            std::to_string(kSchemaVersion) + ")";
+    return false;
+  }
+  // Version 0 is a fresh file. Later versions add ALTER steps here, each in this transaction.
+  std::string sql = std::string("BEGIN;") + kSchema + "PRAGMA user_version=" +
+                    std::to_string(kSchemaVersion) + ";COMMIT;";
+  if (sqlite3_exec(db_.get(), sql.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) {
+    error = sqlite3_errmsg(db_.get());
+    sqlite3_exec(db_.get(), "ROLLBACK", nullptr, nullptr, nullptr);
+    return false;
+  }
+  return true;
+}
+
+bool SqliteStore::prepare(std::string& error) {
+  struct {
+    Stmt* stmt;
+    const char* sql;
+  } const all[] = {
+      {&begin_, "BEGIN IMMEDIATE"},
+      {&commit_, "COMMIT"},
+      {&rollback_, "ROLLBACK"},
+      {&delete_aor_, "DELETE FROM bindings WHERE aor = ?1"},
+      {&insert_binding_, "INSERT INTO bindings (aor, key, expires_at, data) VALUES (?1, ?2, ?3, ?4)"},
+      {&upsert_user_,
+       "INSERT INTO users (user, domain, ha1_md5, ha1_sha256) VALUES (?1, ?2, ?3, ?4) "
+       "ON CONFLICT (user, domain) DO UPDATE SET ha1_md5 = excluded.ha1_md5, "
+       "ha1_sha256 = excluded.ha1_sha256"},
+      {&purge_, "DELETE FROM bindings WHERE expires_at <= ?1"},
+  };
+  for (const auto& p : all) {
+    sqlite3_stmt* raw = nullptr;
+    if (sqlite3_prepare_v3(db_.get(), p.sql, -1, SQLITE_PREPARE_PERSISTENT, &raw, nullptr) !=
+        SQLITE_OK) {
+      error = sqlite3_errmsg(db_.get());
+      return false;
+    }
+    p.stmt->reset(raw);
+  }
+  return true;
+}
+
+bool SqliteStore::load(int64_t now, std::string& error) {
+  sqlite3_bind_int64(purge_.get(), 1, now);
+  if (!run(purge_.get())) {
+    error = sqlite3_errmsg(db_.get());
+    return false;
+  }
+  sqlite3_stmt* raw = nullptr;
+  if (sqlite3_prepare_v2(db_.get(), "SELECT aor, data FROM bindings ORDER BY aor, key", -1, &raw,
+                         nullptr) != SQLITE_OK) {
+    error = sqlite3_errmsg(db_.get());
+    return false;
+  }
+  Stmt rows(raw);
+  int rc;
+  while ((rc = sqlite3_step(rows.get())) == SQLITE_ROW) {
+    std::string aor = column_text(rows.get(), 0);
+    Binding b;
+    if (!binding_from_json(column_text(rows.get(), 1), b)) {
+      // One bad row must not keep the registrar from starting; the next write of this AoR
+      // replaces it.
+      report("store.bad_row", "unreadable binding of " + aor);
+      continue;
+    }
+    bindings_[aor].push_back(std::move(b));
+  }
+  if (rc != SQLITE_DONE) {
+    error = sqlite3_errmsg(db_.get());
+    return false;
+  }
+  if (sqlite3_prepare_v2(db_.get(), "SELECT user, domain, ha1_md5, ha1_sha256 FROM users", -1,
+                         &raw, nullptr) != SQLITE_OK) {
+    error = sqlite3_errmsg(db_.get());
+    return false;
+  }
+  rows.reset(raw);
+  while ((rc = sqlite3_step(rows.get())) == SQLITE_ROW) {
+    UserRecord u{column_text(rows.get(), 0), column_text(rows.get(), 1),
+                 column_text(rows.get(), 2), column_text(rows.get(), 3)};
+    users_[{u.user, u.domain}] = std::move(u);
+  }
+  if (rc != SQLITE_DONE) {
+    error = sqlite3_errmsg(db_.get());
+    return false;
+  }
+  return true;
+}
+
+SqliteStore::~SqliteStore() {
+  // Timers first: a destroyed store must never be called back, even if the flush fails.
+  flush_timer_.reset();
+  purge_timer_.reset();
+  if (db_) flush();
+}
+
+void SqliteStore::lookup(const std::string& aor, int64_t now, LookupDone done) {
+  std::vector<Binding> out;
+  if (auto it = bindings_.find(aor); it != bindings_.end()) {
+    for (const Binding& b : it->second) {
+      if (b.expires_at > now) out.push_back(b);
+    }
+  }
+  done({}, std::move(out));
+}
+
+void SqliteStore::replace(const std::string& aor, std::vector<Binding> bindings, SaveDone done) {
+  normalize_bindings(bindings);
+  if (bindings.empty()) {
+    bindings_.erase(aor);
+  } else {
+    bindings_[aor] = std::move(bindings);
+  }
+  dirty_aors_.insert(aor);
+  queue_changed();
+  done({});
+}
+
+void SqliteStore::find_user(const std::string& user, const std::string& domain, UserDone done) {
+  auto it = users_.find({user, domain});
+  if (it == users_.end()) {
+    done({}, std::nullopt);
+  } else {
+    done({}, it->second);
+  }
+}
+
+void SqliteStore::put_user(const UserRecord& user, SaveDone done) {
+  UserKey k{user.user, user.domain};
+  users_[k] = user;
+  dirty_users_.insert(std::move(k));
+  queue_changed();
+  done({});
+}
+
+void SqliteStore::flush() {
+  if (queued_changes() == 0) return;
+  std::string error;
+  if (!write_queued(error)) report("store.flush_failed", error);
+}
+
+void SqliteStore::queue_changed() {
+  if (!flush_timer_) {
+    flush();  // no loop to batch on: write through
+    return;
+  }
+  if (!flush_armed_) arm_flush_timer(flush_ms_);
+}
+
+void SqliteStore::arm_flush_timer(int delay_ms) {
+  timeval tv = ms_to_timeval(delay_ms);
+  evtimer_add(flush_timer_.get(), &tv);
+  flush_armed_ = true;
+}
+
+bool SqliteStore::write_queued(std::string& error) {
+  sqlite3* db = db_.get();
+  auto fail = [&] {
+    error = sqlite3_errmsg(db);
+    if (!sqlite3_get_autocommit(db)) run(rollback_.get());
+    return false;
+  };
+  if (!run(begin_.get())) return fail();
+  for (const std::string& aor : dirty_aors_) {
+    bind_text(delete_aor_.get(), 1, aor);
+    if (!run(delete_aor_.get())) return fail();
+    auto it = bindings_.find(aor);
+    if (it == bindings_.end()) continue;
+    for (const Binding& b : it->second) {
+      sqlite3_stmt* s = insert_binding_.get();
+      bind_text(s, 1, aor);
+      bind_text(s, 2, b.key);
+      sqlite3_bind_int64(s, 3, b.expires_at);
+      bind_text(s, 4, binding_to_json(b));
+      if (!run(s)) return fail();
+    }
+  }
+  for (const UserKey& k : dirty_users_) {
+    auto it = users_.find(k);
+    if (it == users_.end()) continue;
+    sqlite3_stmt* s = upsert_user_.get();
+    bind_text(s, 1, it->second.user);
+    bind_text(s, 2, it->second.domain);
+    bind_text(s, 3, it->second.ha1_md5);
+    bind_text(s, 4, it->second.ha1_sha256);
+    if (!run(s)) return fail();
+  }
+  if (!run(commit_.get())) return fail();
+  dirty_aors_.clear();
+  dirty_users_.clear();
+  return true;
+}
+
+void SqliteStore::purge_expired(int64_t now) {
+  for (auto it = bindings_.begin(); it != bindings_.end();) {
+    auto& set = it->second;
+    std::erase_if(set, [now](const Binding& b) { return b.expires_at <= now; });
+    it = set.empty() ? bindings_.erase(it) : std::next(it);
+  }
+  sqlite3_bind_int64(purge_.get(), 1, now);
+  // Failure is harmless: expired rows are skipped at load and retried at the next purge.
+  if (!run(purge_.get())) report("store.purge_failed", sqlite3_errmsg(db_.get()));
+}
+
+void SqliteStore::on_flush_timer(int, short, void* self) {
+  auto* store = static_cast<SqliteStore*>(self);
+  store->flush_armed_ = false;
+  if (store->queued_changes() == 0) return;
+  std::string error;
+  if (!store->write_queued(error)) {
+    report("store.flush_failed", error);
+    store->arm_flush_timer(std::max(store->flush_ms_, kRetryMinMs));
+  }
+}
+
+void SqliteStore::on_purge_timer(int, short, void* self) {
+  static_cast<SqliteStore*>(self)->purge_expired(static_cast<int64_t>(std::time(nullptr)));
+}
+
+}  // namespace relais

@@ -1,0 +1,45 @@
+-- examples/office/relais.lua — a small office: one domain, a few extensions, embedded store.
+-- Start it with `make run` (or `build/relais --config examples/office/relais.lua`).
+-- Any value can be overridden on the command line: --set sip.listen=udp:0.0.0.0:5060
+return {
+  node_id = "office-1",
+  log_level = "info",                 -- debug | info | warn | error
+  domain = "office.example",          -- the SIP domain served; REGISTERs to our own IPs count as it
+
+  sip = {
+    -- "proto:host:port" entries (proto udp|tcp); IPv6 as udp:[::1]:5060
+    listen = { "udp:127.0.0.1:5060", "tcp:127.0.0.1:5060", "udp:[::1]:5060" },
+    max_message_size = 65536,         -- bytes; larger requests get 413 / are dropped
+  },
+
+  registrar = {
+    min_expires = 60,                 -- shorter → 423 Interval Too Brief + Min-Expires
+    max_expires = 3600,               -- longer is shortened to this
+    default_expires = 3600,           -- when neither Expires header nor parameter is given
+    max_contacts = 5,                 -- per address-of-record
+  },
+
+  auth = {
+    -- realm defaults to domain; algorithms in preference order (RFC 8760: SHA-256 first)
+    algorithms = { "SHA-256", "MD5" },
+    nonce_ttl = 300,                  -- seconds; an older nonce gets 401 with stale=true
+    secret = "change-me-office-secret",  -- signs nonces; nodes sharing a Redis must share it
+  },
+
+  store = {
+    backend = "sqlite",               -- "sqlite" (embedded) | "redis"
+    path = "var/relais.db",
+    -- redis_host = "127.0.0.1", redis_port = 6379, prefix = "relais:",
+  },
+
+  -- Extensions. A password may be given as `password` or pre-hashed as
+  -- ha1_md5 / ha1_sha256 (hex of H(user:realm:password)).
+  users = {
+    ["100"] = { password = "reception-100", name = "Reception" },
+    ["101"] = { password = "doctor-101",    name = "Dr. Martin" },
+    ["102"] = { password = "doctor-102",    name = "Dr. Bernard" },
+    ["200"] = { password = "lab-200",       name = "Laboratory" },
+  },
+
+  script = "dialplan.lua",            -- routing hooks, relative to this file
+}

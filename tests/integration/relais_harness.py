@@ -1,0 +1,1208 @@
+"""relais_harness.py — shared pieces of the integration tests: free ports, a relais process, a
+redis-server process, a small SIP client (UDP/TCP, Digest MD5/SHA-256) and a sipp runner.
+
+Every test imports it from its own directory. Every external process started here is
+registered, bounded by a timeout and killed when the test ends, even on failure.
+"""
+
+import atexit
+import hashlib
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SCENARIOS = os.path.join(HERE, "scenarios")
+
+# Whole-file budget: ctest allows 300 s; the suite must stay near 3 minutes in total.
+TEST_BUDGET_S = 150
+
+_children = []          # every Popen we started, killed at exit
+_tempdirs = []          # removed at exit unless RELAIS_KEEP_TMP is set
+_relais_instances = []  # for log dumps on failure
+
+
+# ----------------------------------------------------------------------------------------------
+# Environment and process bookkeeping
+
+def fail(message):
+    raise AssertionError(message)
+
+
+def relais_bin():
+    path = os.environ.get("RELAIS_BIN")
+    if not path:
+        guess = os.path.join(source_dir(), "build", "relais")
+        fail("RELAIS_BIN is not set (expected the relais binary, e.g. %s)" % guess)
+    if not os.path.isfile(path) or not os.access(path, os.X_OK):
+        fail("RELAIS_BIN=%s is not an executable file" % path)
+    return path
+
+
+def source_dir():
+    return os.environ.get("RELAIS_SOURCE_DIR") or os.path.abspath(os.path.join(HERE, "..", ".."))
+
+
+def require_tool(name):
+    """A test that needs a tool fails (never skips) when it is missing."""
+    path = shutil.which(name)
+    if not path:
+        fail("required tool '%s' is not installed (see Makefile DEPS / `make deps`)" % name)
+    return path
+
+
+def make_tempdir(tag):
+    d = tempfile.mkdtemp(prefix="relais-it-%s-" % tag)
+    _tempdirs.append(d)
+    return d
+
+
+def _register_child(proc):
+    _children.append(proc)
+    return proc
+
+
+def _kill_children():
+    for proc in _children:
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError, OSError):
+                try:
+                    proc.kill()
+                except OSError:
+                    pass
+    for proc in _children:
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def _cleanup():
+    _kill_children()
+    if not os.environ.get("RELAIS_KEEP_TMP"):
+        for d in _tempdirs:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+atexit.register(_cleanup)
+
+
+def popen(args, **kw):
+    """Popen in its own process group (so a whole tree can be killed), registered for cleanup."""
+    kw.setdefault("start_new_session", True)
+    return _register_child(subprocess.Popen(args, **kw))
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# Sub-checks: a test file runs many independent checks and reports every failing one.
+
+class Checks:
+    def __init__(self):
+        self.results = []  # (name, ok, detail)
+
+    def run(self, name, fn, *args, **kw):
+        log("--- check: %s" % name)
+        t0 = time.monotonic()
+        try:
+            fn(*args, **kw)
+        except Exception as e:  # noqa: BLE001 - every failure is reported, the test goes on
+            detail = "%s: %s" % (type(e).__name__, e)
+            log("FAIL %s (%.1fs)\n%s" % (name, time.monotonic() - t0, traceback.format_exc()))
+            self.results.append((name, False, detail))
+            return False
+        log("ok   %s (%.1fs)" % (name, time.monotonic() - t0))
+        self.results.append((name, True, ""))
+        return True
+
+    def failed(self):
+        return [r for r in self.results if not r[1]]
+
+    def summary(self):
+        log("=== summary")
+        for name, ok, detail in self.results:
+            log("%s %s%s" % ("PASS" if ok else "FAIL", name, ("  -- " + detail) if detail else ""))
+        return not self.failed()
+
+
+def main(test_fn):
+    """Run test_fn(checks) with a watchdog; exit 0 only if no check failed and nothing raised."""
+    def watchdog():
+        log("WATCHDOG: test exceeded %d s, killing children" % TEST_BUDGET_S)
+        dump_relais_logs()
+        _kill_children()
+        os._exit(3)
+
+    timer = threading.Timer(TEST_BUDGET_S, watchdog)
+    timer.daemon = True
+    timer.start()
+    checks = Checks()
+    ok = False
+    try:
+        test_fn(checks)
+        ok = checks.summary()
+        if not checks.results:
+            log("FAIL: the test ran no checks")
+            ok = False
+    except Exception:  # noqa: BLE001
+        log("FAIL: test aborted\n" + traceback.format_exc())
+        checks.summary()
+        ok = False
+    finally:
+        timer.cancel()
+    if not ok:
+        dump_relais_logs()
+    _cleanup()
+    sys.exit(0 if ok else 1)
+
+
+def dump_relais_logs(tail=200):
+    for r in _relais_instances:
+        lines = r.log_lines()
+        log("=== relais log (%s, %s, last %d of %d lines)" % (r.name, r.workdir, min(tail, len(lines)),
+                                                               len(lines)))
+        for line in lines[-tail:]:
+            log("  | " + line)
+
+
+# ----------------------------------------------------------------------------------------------
+# Ports
+
+def _bindable(family, kind, host, port):
+    s = socket.socket(family, kind)
+    try:
+        if kind == socket.SOCK_STREAM:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((host, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def ipv6_available():
+    """True when a UDP socket can bind [::1]; the reason is printed when it cannot."""
+    if not socket.has_ipv6:
+        log("ipv6 unavailable: python built without IPv6")
+        return False
+    try:
+        s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        s.bind(("::1", 0))
+        s.close()
+        return True
+    except OSError as e:
+        log("ipv6 unavailable: cannot bind [::1]: %s" % e)
+        return False
+
+
+def free_port(host="127.0.0.1", udp=True, tcp=True, also_ipv6=False):
+    """A port free for both UDP and TCP on host (and on ::1 when asked). Bounded retries."""
+    for _ in range(200):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM)
+        s.bind((host, 0))
+        port = s.getsockname()[1]
+        s.close()
+        ok = True
+        if udp and not _bindable(socket.AF_INET, socket.SOCK_DGRAM, host, port):
+            ok = False
+        if tcp and not _bindable(socket.AF_INET, socket.SOCK_STREAM, host, port):
+            ok = False
+        if ok and also_ipv6:
+            ok = _bindable(socket.AF_INET6, socket.SOCK_DGRAM, "::1", port) and \
+                 _bindable(socket.AF_INET6, socket.SOCK_STREAM, "::1", port)
+        if ok:
+            return port
+    fail("no free port found after 200 tries")
+
+
+# ----------------------------------------------------------------------------------------------
+# Lua config writer
+
+_LUA_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def to_lua(value, indent=0):
+    pad = "  " * indent
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    if isinstance(value, (list, tuple)):
+        return "{ " + ", ".join(to_lua(v, indent + 1) for v in value) + " }"
+    if isinstance(value, dict):
+        items = []
+        for k, v in value.items():
+            key = k if _LUA_IDENT.match(k) else "[%s]" % to_lua(str(k))
+            items.append("%s  %s = %s," % (pad, key, to_lua(v, indent + 1)))
+        return "{\n" + "\n".join(items) + "\n" + pad + "}"
+    fail("cannot write %r as Lua" % (value,))
+
+
+def deep_merge(base, over):
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+DOMAIN = "it.example"
+SECRET = "integration-secret-0123456789"
+
+
+def user_password(user):
+    return "pw-%s-secret" % user
+
+
+def default_users():
+    users = {str(u): {"password": user_password(u)} for u in range(100, 121)}
+    users["200"] = {"password": user_password(200)}
+    return users
+
+
+# ----------------------------------------------------------------------------------------------
+# relais process
+
+class Relais:
+    """A relais process on free ports with a temp config.
+
+    config: dict merged over a default config (or a full Lua text); sets: extra --set args;
+    script: Lua text of the hook script (written next to the config).
+    """
+
+    def __init__(self, config=None, sets=(), script=None, name="relais", port=None,
+                 transports=("udp", "tcp"), ipv6=False, workdir=None, ready_timeout=15,
+                 expect_exit=0):
+        self.name = name
+        self.workdir = workdir or make_tempdir(name)
+        self.host = "127.0.0.1"
+        self.port = port or free_port(also_ipv6=ipv6)
+        self.sets = list(sets)
+        self.ready_timeout = ready_timeout
+        self.expect_exit = expect_exit
+        self.proc = None
+        self._lines = []
+        self._lock = threading.Lock()
+        self._readers = []
+        self.config_path = os.path.join(self.workdir, "relais.lua")
+        self.db_path = os.path.join(self.workdir, "relais.db")
+        self.log_path = os.path.join(self.workdir, "relais.log")
+        if script is not None:
+            with open(os.path.join(self.workdir, "dialplan.lua"), "w") as f:
+                f.write(script)
+        if isinstance(config, str):
+            text = config
+            self.config = None
+        else:
+            listen = ["%s:%s:%d" % (t, self.host, self.port) for t in transports]
+            if ipv6:
+                listen.append("udp:[::1]:%d" % self.port)
+            base = {
+                "node_id": name,
+                "log_level": "info",
+                "domain": DOMAIN,
+                "sip": {"listen": listen, "max_message_size": 65536},
+                "registrar": {"min_expires": 60, "max_expires": 3600, "default_expires": 3600,
+                              "max_contacts": 3},
+                "auth": {"algorithms": ["SHA-256", "MD5"], "nonce_ttl": 300, "secret": SECRET},
+                "store": {"backend": "sqlite", "path": self.db_path},
+                "users": default_users(),
+            }
+            if script is not None:
+                base["script"] = "dialplan.lua"
+            self.config = deep_merge(base, config or {})
+            text = "-- generated by relais_harness.py\nreturn " + to_lua(self.config) + "\n"
+        self.write_config(text)
+        _relais_instances.append(self)
+
+    def write_config(self, text):
+        with open(self.config_path, "w") as f:
+            f.write(text)
+
+    def update_config(self, over):
+        self.config = deep_merge(self.config, over)
+        self.write_config("-- generated by relais_harness.py\nreturn " + to_lua(self.config) + "\n")
+
+    # -- lifecycle
+
+    def argv(self):
+        args = [relais_bin(), "--config", self.config_path]
+        for s in self.sets:
+            args += ["--set", s]
+        return args
+
+    def start(self):
+        if self.proc and self.proc.poll() is None:
+            fail("relais %s already running" % self.name)
+        mark = len(self._lines)
+        self._append("### start: " + " ".join(self.argv()))
+        self.proc = popen(self.argv(), cwd=self.workdir, stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self._readers = []
+        for stream, tag in ((self.proc.stderr, ""), (self.proc.stdout, "[stdout] ")):
+            t = threading.Thread(target=self._reader, args=(stream, tag), daemon=True)
+            t.start()
+            self._readers.append(t)
+        self.wait_log("event=ready", timeout=self.ready_timeout, since=mark, what="startup")
+        return self
+
+    def _append(self, line):
+        with self._lock:
+            self._lines.append(line)
+            with open(self.log_path, "a") as f:
+                f.write(line + "\n")
+
+    def _reader(self, stream, tag):
+        for raw in iter(stream.readline, b""):
+            self._append(tag + raw.decode("utf-8", "replace").rstrip("\n"))
+        stream.close()
+
+    def wait_log(self, needle, timeout=10, since=0, what=None):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                for line in self._lines[since:]:
+                    if needle in line:
+                        return line
+            if self.proc.poll() is not None:
+                time.sleep(0.2)  # let the readers drain
+                with self._lock:
+                    for line in self._lines[since:]:
+                        if needle in line:
+                            return line
+                fail("relais %s exited with %s before logging %r (%s); log tail:\n%s" % (
+                    self.name, self.proc.returncode, needle, what or "", self.log_tail()))
+            time.sleep(0.05)
+        fail("relais %s did not log %r within %ss (%s); log tail:\n%s" % (
+            self.name, needle, timeout, what or "", self.log_tail()))
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig):
+        if not self.alive():
+            fail("relais %s is not running (exit %s)" % (self.name, self.proc and self.proc.returncode))
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout=10):
+        """SIGTERM, wait, and check the exit code. Returns the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self._append("### SIGTERM")
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+                for t in self._readers:
+                    t.join(timeout=2)
+                fail("relais %s did not exit within %ss of SIGTERM (killed)" % (self.name, timeout))
+        for t in self._readers:
+            t.join(timeout=2)
+        rc = self.proc.returncode
+        self._append("### exit code %s" % rc)
+        if self.expect_exit is not None and rc != self.expect_exit:
+            fail("relais %s exited with %s at SIGTERM, expected %s; log tail:\n%s" % (
+                self.name, rc, self.expect_exit, self.log_tail()))
+        return rc
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+    def kill(self):
+        if self.alive():
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.stop()
+        else:
+            try:
+                self.stop()
+            except Exception as e:  # noqa: BLE001 - do not hide the original failure
+                log("(while unwinding) %s" % e)
+                self.kill()
+        return False
+
+    # -- logs
+
+    def log_lines(self):
+        with self._lock:
+            return list(self._lines)
+
+    def log_text(self):
+        return "\n".join(self.log_lines())
+
+    def log_tail(self, n=40):
+        return "\n".join("  | " + l for l in self.log_lines()[-n:])
+
+    def log_mark(self):
+        with self._lock:
+            return len(self._lines)
+
+    def log_since(self, mark):
+        with self._lock:
+            return self._lines[mark:]
+
+    # -- addressing
+
+    def addr(self):
+        return (self.host, self.port)
+
+    def client(self, transport="udp", **kw):
+        return SipClient(self.host, self.port, transport=transport, **kw)
+
+
+# ----------------------------------------------------------------------------------------------
+# redis-server
+
+class RedisServer:
+    def __init__(self, name="redis"):
+        require_tool("redis-server")
+        self.workdir = make_tempdir(name)
+        self.port = free_port(udp=False)
+        self.proc = None
+        self.log_path = os.path.join(self.workdir, "redis.log")
+
+    def start(self):
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                "--dir", self.workdir, "--save", "", "--appendonly", "no",
+                "--logfile", self.log_path, "--daemonize", "no", "--protected-mode", "no"]
+        self.proc = popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                fail("redis-server exited with %s: %s" % (self.proc.returncode, self._logtail()))
+            try:
+                if self.command("PING") == "PONG":
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.1)
+        fail("redis-server did not answer PING within 10 s: %s" % self._logtail())
+
+    def _logtail(self):
+        try:
+            with open(self.log_path) as f:
+                return f.read()[-2000:]
+        except OSError:
+            return "(no log)"
+
+    def command(self, *args, timeout=3):
+        """One RESP command over a fresh connection; returns str, int, list or None."""
+        out = b"*%d\r\n" % len(args)
+        for a in args:
+            a = a if isinstance(a, bytes) else str(a).encode()
+            out += b"$%d\r\n%s\r\n" % (len(a), a)
+        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
+            s.sendall(out)
+            f = s.makefile("rb")
+            return _resp_read(f)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *a):
+        self.stop()
+        return False
+
+
+def _resp_read(f):
+    line = f.readline()
+    if not line:
+        raise OSError("redis closed the connection")
+    kind, rest = line[:1], line[1:].rstrip(b"\r\n")
+    if kind == b"+":
+        return rest.decode()
+    if kind == b"-":
+        raise RuntimeError("redis error: " + rest.decode())
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        if n < 0:
+            return None
+        data = f.read(n + 2)[:-2]
+        return data.decode("utf-8", "replace")
+    if kind == b"*":
+        n = int(rest)
+        if n < 0:
+            return None
+        return [_resp_read(f) for _ in range(n)]
+    raise OSError("bad RESP line %r" % line)
+
+
+# ----------------------------------------------------------------------------------------------
+# SIP messages
+
+COMPACT = {"i": "call-id", "m": "contact", "e": "content-encoding", "l": "content-length",
+           "c": "content-type", "f": "from", "s": "subject", "k": "supported", "t": "to",
+           "v": "via"}
+
+
+class SipMessage:
+    def __init__(self, first_line, headers, body, raw):
+        self.first_line = first_line
+        self.headers = headers  # list of (name as sent, value)
+        self.body = body
+        self.raw = raw
+        self.status = None
+        self.reason = ""
+        self.method = None
+        m = re.match(r"^SIP/2\.0\s+(\d{3})\s*(.*)$", first_line)
+        if m:
+            self.status = int(m.group(1))
+            self.reason = m.group(2)
+        else:
+            self.method = first_line.split(" ", 1)[0]
+
+    def all(self, name):
+        name = name.lower()
+        out = []
+        for n, v in self.headers:
+            n = n.lower()
+            if COMPACT.get(n, n) == name:
+                out.append(v)
+        return out
+
+    def get(self, name, default=None):
+        vals = self.all(name)
+        return vals[0] if vals else default
+
+    def contacts(self):
+        """Every Contact entry as (uri, {param: value}) — headers may hold comma lists."""
+        out = []
+        for value in self.all("contact"):
+            for item in split_commas(value):
+                item = item.strip()
+                if not item:
+                    continue
+                if item == "*":
+                    out.append(("*", {}))
+                    continue
+                if "<" in item:
+                    uri = item[item.index("<") + 1:item.index(">")]
+                    params = item[item.index(">") + 1:]
+                else:
+                    uri, _, params = item.partition(";")
+                    params = ";" + params if params else ""
+                out.append((uri, parse_params(params)))
+        return out
+
+    def contact_expires(self):
+        """{uri: expires int or None} from a 200 to REGISTER."""
+        out = {}
+        for uri, params in self.contacts():
+            e = params.get("expires")
+            out[uri] = int(e) if e is not None and e.isdigit() else None
+        return out
+
+    def challenges(self, header="www-authenticate"):
+        out = []
+        for value in self.all(header):
+            out.extend(parse_challenges(value))
+        return out
+
+    def summary(self):
+        return "%s | %s" % (self.first_line, "; ".join("%s: %s" % (n, v[:120]) for n, v in self.headers
+                                                       if n.lower() in ("www-authenticate", "contact", "m",
+                                                                        "min-expires", "allow", "warning",
+                                                                        "reason", "expires")))
+
+    def __repr__(self):
+        return "<SipMessage %s>" % self.first_line
+
+
+def split_commas(value):
+    """Split on commas outside quotes and <>."""
+    parts, cur, quote, angle = [], [], False, False
+    for ch in value:
+        if ch == '"' and not angle:
+            quote = not quote
+        elif ch == "<" and not quote:
+            angle = True
+        elif ch == ">" and not quote:
+            angle = False
+        if ch == "," and not quote and not angle:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    parts.append("".join(cur))
+    return parts
+
+
+def parse_params(text):
+    params = {}
+    for p in text.split(";"):
+        p = p.strip()
+        if not p:
+            continue
+        k, _, v = p.partition("=")
+        params[k.strip().lower()] = v.strip().strip('"')
+    return params
+
+
+def parse_auth_params(text):
+    params = {}
+    for item in split_commas(text):
+        k, sep, v = item.strip().partition("=")
+        if not sep:
+            continue
+        v = v.strip()
+        if v.startswith('"') and v.endswith('"') and len(v) >= 2:
+            v = v[1:-1]
+        params[k.strip().lower()] = v
+    return params
+
+
+def parse_challenges(value):
+    """One header value may hold one or several 'Digest ...' challenges."""
+    out = []
+    chunks = re.split(r"(?i)(?:^|,)\s*(?=digest\s)", value)
+    for chunk in chunks:
+        chunk = chunk.strip()
+        if not chunk:
+            continue
+        m = re.match(r"(?i)digest\s+(.*)$", chunk, re.S)
+        if not m:
+            continue
+        p = parse_auth_params(m.group(1))
+        p.setdefault("algorithm", "MD5")
+        out.append(p)
+    return out
+
+
+def parse_message(data):
+    """Parse one SIP message from bytes; raises ValueError on garbage."""
+    head, sep, body = data.partition(b"\r\n\r\n")
+    if not sep:
+        raise ValueError("no end of headers")
+    lines = head.decode("utf-8", "replace").split("\r\n")
+    first = lines[0]
+    headers = []
+    for line in lines[1:]:
+        if line[:1] in (" ", "\t") and headers:
+            n, v = headers[-1]
+            headers[-1] = (n, v + " " + line.strip())
+            continue
+        n, sep, v = line.partition(":")
+        if not sep:
+            continue
+        headers.append((n.strip(), v.strip()))
+    return SipMessage(first, headers, body, data)
+
+
+# ----------------------------------------------------------------------------------------------
+# Digest (RFC 7616 / RFC 8760 / RFC 3261 §22)
+
+_HASHES = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256, "MD5-SESS": hashlib.md5,
+           "SHA-256-SESS": hashlib.sha256}
+
+
+def digest_response(challenge, method, uri, user, password, nc=1, cnonce=None, algorithm=None):
+    algorithm = (algorithm or challenge.get("algorithm") or "MD5").upper()
+    hfn = _HASHES.get(algorithm)
+    if hfn is None:
+        fail("unsupported digest algorithm %r" % algorithm)
+
+    def H(s):
+        return hfn(s.encode()).hexdigest()
+
+    realm = challenge.get("realm", "")
+    nonce = challenge.get("nonce", "")
+    cnonce = cnonce or secrets.token_hex(8)
+    ha1 = H("%s:%s:%s" % (user, realm, password))
+    if algorithm.endswith("-SESS"):
+        ha1 = H("%s:%s:%s" % (ha1, nonce, cnonce))
+    ha2 = H("%s:%s" % (method, uri))
+    qops = [q.strip() for q in challenge.get("qop", "").split(",") if q.strip()]
+    fields = [("username", user, True), ("realm", realm, True), ("nonce", nonce, True),
+              ("uri", uri, True)]
+    if "auth" in qops:
+        ncs = "%08x" % nc
+        resp = H("%s:%s:%s:%s:auth:%s" % (ha1, nonce, ncs, cnonce, ha2))
+        fields += [("response", resp, True), ("algorithm", challenge.get("algorithm", "MD5"), False),
+                   ("cnonce", cnonce, True), ("qop", "auth", False), ("nc", ncs, False)]
+    else:
+        resp = H("%s:%s:%s" % (ha1, nonce, ha2))
+        fields += [("response", resp, True), ("algorithm", challenge.get("algorithm", "MD5"), False)]
+    if "opaque" in challenge:
+        fields.append(("opaque", challenge["opaque"], True))
+    return "Digest " + ", ".join('%s="%s"' % (k, v) if q else "%s=%s" % (k, v) for k, v, q in fields)
+
+
+# ----------------------------------------------------------------------------------------------
+# SIP client
+
+def new_tag():
+    return secrets.token_hex(6)
+
+
+def new_branch():
+    return "z9hG4bK" + secrets.token_hex(8)
+
+
+def new_call_id():
+    return secrets.token_hex(12) + "@relais-it"
+
+
+class SipClient:
+    """A UAC over UDP or TCP (IPv4 or IPv6) that sends requests and parses responses."""
+
+    def __init__(self, server_host, server_port, transport="udp", local_host=None,
+                 domain=DOMAIN, user_agent="relais-it/1.0"):
+        self.server = (server_host, server_port)
+        self.transport = transport.lower()
+        self.family = socket.AF_INET6 if ":" in server_host else socket.AF_INET
+        self.local_host = local_host or ("::1" if self.family == socket.AF_INET6 else "127.0.0.1")
+        self.domain = domain
+        self.user_agent = user_agent
+        self.cseq = {}          # call-id -> last CSeq sent
+        self.call_ids = {}      # user -> Call-ID used for its registrations
+        self.last_challenge = {}  # user -> challenge dict (with 'nc' counter)
+        self.received = []      # every message received (for debugging)
+        self._buf = b""
+        if self.transport == "udp":
+            self.sock = socket.socket(self.family, socket.SOCK_DGRAM)
+            self.sock.bind((self.local_host, 0))
+        elif self.transport == "tcp":
+            self.sock = socket.socket(self.family, socket.SOCK_STREAM)
+            self.sock.settimeout(5)
+            self.sock.connect(self.server)
+        else:
+            fail("unknown transport %r" % transport)
+        self.local_port = self.sock.getsockname()[1]
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
+        return False
+
+    # -- addressing helpers
+
+    def host_for_uri(self, host):
+        return "[%s]" % host if ":" in host and not host.startswith("[") else host
+
+    def server_uri_host(self):
+        return "%s:%d" % (self.host_for_uri(self.server[0]), self.server[1])
+
+    def local_hostport(self):
+        return "%s:%d" % (self.host_for_uri(self.local_host), self.local_port)
+
+    def contact_uri(self, user, suffix=""):
+        t = "" if self.transport == "udp" else ";transport=%s" % self.transport
+        return "sip:%s%s@%s%s" % (user, suffix, self.local_hostport(), t)
+
+    # -- wire
+
+    def send_raw(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        if self.transport == "udp":
+            self.sock.sendto(data, self.server)
+        else:
+            self.sock.sendall(data)
+
+    def recv_message(self, timeout=3.0):
+        """Next message (response or request) or None on timeout / closed TCP."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            if self.transport == "tcp":
+                msg = self._frame_tcp()
+                if msg is not None:
+                    self.received.append(msg)
+                    return msg
+            self.sock.settimeout(left)
+            try:
+                if self.transport == "udp":
+                    data, _ = self.sock.recvfrom(70000)
+                else:
+                    data = self.sock.recv(65536)
+                    if not data:
+                        self.tcp_closed = True
+                        return None
+            except socket.timeout:
+                return None
+            except ConnectionResetError:
+                self.tcp_closed = True
+                return None
+            if self.transport == "udp":
+                try:
+                    msg = parse_message(data)
+                except ValueError:
+                    continue
+                self.received.append(msg)
+                return msg
+            self._buf += data
+
+    def _frame_tcp(self):
+        while self._buf.startswith(b"\r\n"):
+            self._buf = self._buf[2:]  # keepalive CRLFs
+        head_end = self._buf.find(b"\r\n\r\n")
+        if head_end < 0:
+            return None
+        head = self._buf[:head_end].decode("utf-8", "replace")
+        m = re.search(r"(?im)^(?:content-length|l)\s*:\s*(\d+)", head)
+        length = int(m.group(1)) if m else 0
+        total = head_end + 4 + length
+        if len(self._buf) < total:
+            return None
+        data, self._buf = self._buf[:total], self._buf[total:]
+        return parse_message(data)
+
+    def wait_response(self, call_id=None, cseq=None, timeout=5.0, final=True):
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            msg = self.recv_message(timeout=left)
+            if msg is None:
+                return None
+            if msg.status is None:
+                self._answer_request(msg)
+                continue
+            if call_id and msg.get("call-id") != call_id:
+                continue
+            if cseq is not None:
+                c = (msg.get("cseq") or "").split()
+                if not c or c[0] != str(cseq):
+                    continue
+            if final and msg.status < 200:
+                continue
+            return msg
+
+    def _answer_request(self, req):
+        """Answer server-originated requests (e.g. OPTIONS keepalives) with 200, ACK silently."""
+        if req.method in ("ACK", None):
+            return
+        lines = ["SIP/2.0 200 OK"]
+        for name in ("via", "from", "to", "call-id", "cseq"):
+            for v in req.all(name):
+                lines.append("%s: %s" % (name.title() if name != "call-id" else "Call-ID", v))
+        lines.append("Content-Length: 0")
+        try:
+            self.send_raw("\r\n".join(lines) + "\r\n\r\n")
+        except OSError:
+            pass
+
+    # -- requests
+
+    def build_request(self, method, uri, from_uri, to_uri, call_id, cseq, headers=(), body=b"",
+                      from_tag=None, branch=None, max_forwards=70):
+        via_t = self.transport.upper()
+        lines = [
+            "%s %s SIP/2.0" % (method, uri),
+            "Via: SIP/2.0/%s %s;branch=%s;rport" % (via_t, self.local_hostport(), branch or new_branch()),
+            "Max-Forwards: %d" % max_forwards,
+            "From: <%s>;tag=%s" % (from_uri, from_tag or new_tag()),
+            "To: <%s>" % to_uri,
+            "Call-ID: %s" % call_id,
+            "CSeq: %d %s" % (cseq, method),
+            "User-Agent: %s" % self.user_agent,
+        ]
+        for h in headers:
+            lines.append(h if isinstance(h, str) else "%s: %s" % h)
+        if isinstance(body, str):
+            body = body.encode()
+        lines.append("Content-Length: %d" % len(body))
+        return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+    def transaction(self, data, call_id, cseq, timeout=6.0):
+        """Send a request; on UDP retransmit (T1=0.5 s doubling). Returns the final response or None."""
+        deadline = time.monotonic() + timeout
+        interval = 0.5
+        self.send_raw(data)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            wait = min(left, interval) if self.transport == "udp" else left
+            resp = self.wait_response(call_id=call_id, cseq=cseq, timeout=wait)
+            if resp is not None:
+                return resp
+            if self.transport == "udp" and deadline - time.monotonic() > 0:
+                self.send_raw(data)
+                interval = min(interval * 2, 4.0)
+
+    def request(self, method, user=None, uri=None, headers=(), body=b"", to_host=None, timeout=6.0):
+        """A simple out-of-dialog request (OPTIONS, FOO...). Returns the final response or None."""
+        call_id = new_call_id()
+        uri = uri or "sip:%s" % self.server_uri_host()
+        from_uri = "sip:%s@%s" % (user or "probe", self.domain)
+        to_uri = "sip:%s@%s" % (user, to_host or self.domain) if user else uri
+        data = self.build_request(method, uri, from_uri, to_uri, call_id, 1, headers, body)
+        return self.transaction(data, call_id, 1, timeout=timeout)
+
+    def options(self, **kw):
+        return self.request("OPTIONS", headers=["Accept: application/sdp"], **kw)
+
+    # -- REGISTER
+
+    def send_register(self, user, contacts=None, expires=None, cseq=None, call_id=None,
+                      authorization=None, to_host=None, extra_headers=(), request_uri=None,
+                      timeout=6.0):
+        """One REGISTER. contacts: list of Contact header values (raw, e.g. '<sip:..>;expires=5'
+        or '*'); None/[] = a query. Returns the final response (or None)."""
+        call_id = call_id or self.call_ids.setdefault(user, new_call_id())
+        if cseq is None:
+            cseq = self.cseq.get(call_id, 0) + 1
+        self.cseq[call_id] = max(cseq, self.cseq.get(call_id, 0))
+        host = to_host or self.domain
+        aor = "sip:%s@%s" % (user, self.host_for_uri(host))
+        ruri = request_uri or self.register_ruri(to_host)
+        headers = []
+        for c in contacts or []:
+            headers.append("Contact: %s" % c)
+        if expires is not None:
+            headers.append("Expires: %d" % expires)
+        if authorization:
+            headers.append("Authorization: %s" % authorization)
+        headers += list(extra_headers)
+        data = self.build_request("REGISTER", ruri, aor, aor, call_id, cseq, headers)
+        self.last_request = data
+        return self.transaction(data, call_id, cseq, timeout=timeout)
+
+    def register_ruri(self, to_host=None):
+        """Request-URI of a REGISTER: the domain, or ip:port of relais when To names an IP."""
+        host = to_host or self.domain
+        if re.match(r"^[0-9.]+$", host) or ":" in host:
+            return "sip:%s:%d" % (self.host_for_uri(host), self.server[1])
+        return "sip:%s" % host
+
+    def authorization_for(self, challenge, user, password, method="REGISTER", uri=None, to_host=None):
+        uri = uri or self.register_ruri(to_host)
+        challenge["nc"] = challenge.get("nc", 0) + 1
+        return digest_response(challenge, method, uri, user, password, nc=challenge["nc"])
+
+    def register(self, user, password, contacts=None, expires=None, algorithm=None, cseq=None,
+                 call_id=None, to_host=None, extra_headers=(), request_uri=None):
+        """REGISTER → 401 → REGISTER with Digest. Returns (final response, challenge-401 or None).
+
+        algorithm: pick the challenge with this algorithm (default: the first offered).
+        cseq: CSeq of the authenticated request (the first one uses cseq-1).
+        """
+        call_id = call_id or self.call_ids.setdefault(user, new_call_id())
+        first_cseq = None if cseq is None else cseq - 1
+        kw = dict(contacts=contacts, expires=expires, call_id=call_id, to_host=to_host,
+                  extra_headers=extra_headers, request_uri=request_uri)
+        r1 = self.send_register(user, cseq=first_cseq, **kw)
+        if r1 is None:
+            fail("no response to REGISTER for %s (first request)" % user)
+        if r1.status not in (401, 407):
+            return r1, None
+        header = "www-authenticate" if r1.status == 401 else "proxy-authenticate"
+        chals = r1.challenges(header)
+        if not chals:
+            fail("401 without a Digest challenge: %s" % r1.summary())
+        chosen = pick_challenge(chals, algorithm)
+        if chosen is None:
+            fail("no %s challenge in 401 (offered: %s)" % (
+                algorithm, [c.get("algorithm") for c in chals]))
+        self.last_challenge[user] = chosen
+        auth = self.authorization_for(chosen, user, password, uri=request_uri, to_host=to_host)
+        hname = "Authorization" if r1.status == 401 else "Proxy-Authorization"
+        if hname != "Authorization":
+            kw["extra_headers"] = list(extra_headers) + ["%s: %s" % (hname, auth)]
+            auth = None
+        r2 = self.send_register(user, cseq=cseq, authorization=auth, **kw)
+        if r2 is None:
+            fail("no response to authenticated REGISTER for %s" % user)
+        return r2, r1
+
+    def query(self, user, password, **kw):
+        r, _ = self.register(user, password, contacts=None, **kw)
+        return r
+
+
+def pick_challenge(chals, algorithm=None):
+    if algorithm is None:
+        return chals[0]
+    for c in chals:
+        if c.get("algorithm", "MD5").upper() == algorithm.upper():
+            return c
+    return None
+
+
+def expect_status(resp, codes, what=""):
+    if isinstance(codes, int):
+        codes = (codes,)
+    if resp is None:
+        fail("%s: no response (expected %s)" % (what, codes))
+    if resp.status not in codes:
+        fail("%s: got %s (expected %s)\n  response: %s" % (
+            what, resp.first_line, codes, resp.raw.decode("utf-8", "replace")[:1500]))
+    return resp
+
+
+def bindings_of(client, user, password=None, **kw):
+    """Query the AoR and return {contact uri: expires} (fails unless the answer is 200)."""
+    r = client.query(user, password or user_password(user), **kw)
+    expect_status(r, 200, "query of %s" % user)
+    return r.contact_expires()
+
+
+def wait_until(fn, timeout=5.0, interval=0.2, what="condition"):
+    """Poll fn() until truthy; bounded. Returns the value; fails on timeout."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval)
+    fail("timed out after %.1fs waiting for %s (last value %r)" % (timeout, what, last))
+
+
+# ----------------------------------------------------------------------------------------------
+# sipp
+
+class SippResult:
+    def __init__(self, rc, stdout, stderr, workdir, files):
+        self.rc = rc
+        self.stdout = stdout
+        self.stderr = stderr
+        self.workdir = workdir
+        self.files = files  # {name: text}
+
+    def text(self, suffix):
+        return "\n".join(v for k, v in self.files.items() if k.endswith(suffix))
+
+    def report(self):
+        out = ["sipp exit code %s (workdir %s)" % (self.rc, self.workdir)]
+        if self.stderr.strip():
+            out.append("stderr: " + self.stderr.strip()[-1500:])
+        for k, v in self.files.items():
+            if k.endswith(("_errors.log", "_messages.log", "_screen.log", "_screens.log")):
+                out.append("== %s\n%s" % (k, v[-3000:]))
+        return "\n".join(out)
+
+
+def run_sipp(target, scenario=None, args=(), timeout=20, workdir=None):
+    """Run sipp against target ("host:port"). scenario: path to an XML file or a builtin name
+    ("-sn uac"); always under `timeout -s INT`, with error/message/screen traces kept."""
+    require_tool("sipp")
+    require_tool("timeout")
+    workdir = workdir or make_tempdir("sipp")
+    argv = ["timeout", "-s", "INT", "-k", "5", str(timeout), "sipp", target]
+    if scenario:
+        if scenario.startswith("-sn"):
+            argv += scenario.split()
+        else:
+            argv += ["-sf", scenario]
+    argv += ["-nostdin", "-trace_err", "-trace_msg", "-trace_screen", "-trace_stat",
+             "-timeout", "%ds" % max(1, timeout - 3), "-timeout_error"]
+    argv += list(args)
+    log("run: " + " ".join(argv))
+    proc = popen(argv, cwd=workdir, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                 stderr=subprocess.PIPE)
+    try:
+        out, err = proc.communicate(timeout=timeout + 15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate(timeout=5)
+    files = {}
+    for name in sorted(os.listdir(workdir)):
+        p = os.path.join(workdir, name)
+        if os.path.isfile(p):
+            with open(p, "rb") as f:
+                files[name] = f.read().decode("utf-8", "replace")
+    return SippResult(proc.returncode, out.decode("utf-8", "replace"),
+                      err.decode("utf-8", "replace"), workdir, files)
+
+
+# ----------------------------------------------------------------------------------------------
+# Small assertion helpers
+
+def find_contact(bindings, uri):
+    """Expires of the binding for uri in {uri: expires}; tolerates parameters relais appended."""
+    if uri in bindings:
+        return uri, bindings[uri]
+    for k, v in bindings.items():
+        if k.startswith(uri + ";") or k.lower() == uri.lower():
+            return k, v
+    return None, None
+
+
+def expect_contacts(bindings, expected, what):
+    """expected: {uri: (lo, hi)} exact set of contacts with expiry bounds."""
+    seen = set()
+    for uri, (lo, hi) in expected.items():
+        k, e = find_contact(bindings, uri)
+        if k is None:
+            fail("%s: contact %s missing; got %s" % (what, uri, bindings))
+        if e is None or not lo <= e <= hi:
+            fail("%s: contact %s has expires=%s, expected %s..%s; got %s" % (what, uri, e, lo, hi,
+                                                                              bindings))
+        seen.add(k)
+    extra = set(bindings) - seen
+    if extra:
+        fail("%s: unexpected extra contacts %s; got %s" % (what, sorted(extra), bindings))
+
+
+def sqlite_search(path, needle):
+    """Rows (table, row text) of any table of the sqlite file whose text contains needle."""
+    import sqlite3
+    if not os.path.exists(path):
+        return []
+    hits = []
+    con = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=2)
+    try:
+        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        for t in tables:
+            for row in con.execute('SELECT * FROM "%s"' % t.replace('"', '""')):
+                text = " | ".join(v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+                                  for v in row)
+                if needle.lower() in text.lower():
+                    hits.append((t, text))
+    finally:
+        con.close()
+    return hits

@@ -1,0 +1,640 @@
+// location_store_test.cpp — one behaviour suite run against both backends (SQLite on a temp file,
+// Redis on a real redis-server started on a free port), plus what only one backend promises.
+#include <doctest/doctest.h>
+
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sqlite3.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "location_store.hpp"
+#include "redis_store.hpp"
+#include "sqlite_store.hpp"
+
+extern char** environ;
+
+using namespace std::chrono_literals;
+using relais::Binding;
+using relais::LocationStore;
+using relais::StoreSettings;
+using relais::UserRecord;
+
+namespace {
+
+int64_t now_s() { return static_cast<int64_t>(std::time(nullptr)); }
+
+struct TempDir {
+  std::string path;
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "relais-store-XXXXXX").string();
+    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
+    path = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+};
+
+// Drives the async API the way relais does: one event_base, run until something happened.
+struct Loop {
+  std::unique_ptr<event_base, decltype(&event_base_free)> base{event_base_new(), &event_base_free};
+
+  template <typename Pred>
+  bool run_until(Pred done, std::chrono::milliseconds timeout = 5000ms) {
+    // The tick bounds each EVLOOP_ONCE so a silent store cannot block past the deadline.
+    std::unique_ptr<event, decltype(&event_free)> tick(
+        evtimer_new(base.get(), [](int, short, void*) {}, nullptr), &event_free);
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!done()) {
+      if (std::chrono::steady_clock::now() >= deadline) return false;
+      timeval tv{0, 10'000};
+      evtimer_add(tick.get(), &tv);
+      event_base_loop(base.get(), EVLOOP_ONCE);
+    }
+    return true;
+  }
+  void run_for(std::chrono::milliseconds d) { run_until([] { return false; }, d); }
+};
+
+// Results live on the heap so a completion arriving after a failed REQUIRE has somewhere to go.
+struct Outcome {
+  int calls = 0;
+  std::string error;
+  std::vector<Binding> bindings;
+  std::optional<UserRecord> user;
+};
+
+std::shared_ptr<Outcome> wait(Loop& loop, const std::shared_ptr<Outcome>& o, const char* what) {
+  REQUIRE_MESSAGE(loop.run_until([&] { return o->calls > 0; }), what << " never completed");
+  CHECK(o->calls == 1);
+  return o;
+}
+
+std::shared_ptr<Outcome> lookup(Loop& loop, LocationStore& s, const std::string& aor,
+                                int64_t now = now_s()) {
+  auto o = std::make_shared<Outcome>();
+  s.lookup(aor, now, [o](const std::string& e, std::vector<Binding> b) {
+    ++o->calls;
+    o->error = e;
+    o->bindings = std::move(b);
+  });
+  return wait(loop, o, "lookup");
+}
+
+std::shared_ptr<Outcome> replace(Loop& loop, LocationStore& s, const std::string& aor,
+                                 std::vector<Binding> set) {
+  auto o = std::make_shared<Outcome>();
+  s.replace(aor, std::move(set), [o](const std::string& e) {
+    ++o->calls;
+    o->error = e;
+  });
+  return wait(loop, o, "replace");
+}
+
+std::shared_ptr<Outcome> find_user(Loop& loop, LocationStore& s, const std::string& user,
+                                   const std::string& domain) {
+  auto o = std::make_shared<Outcome>();
+  s.find_user(user, domain, [o](const std::string& e, std::optional<UserRecord> u) {
+    ++o->calls;
+    o->error = e;
+    o->user = std::move(u);
+  });
+  return wait(loop, o, "find_user");
+}
+
+std::shared_ptr<Outcome> put_user(Loop& loop, LocationStore& s, const UserRecord& u) {
+  auto o = std::make_shared<Outcome>();
+  s.put_user(u, [o](const std::string& e) {
+    ++o->calls;
+    o->error = e;
+  });
+  return wait(loop, o, "put_user");
+}
+
+Binding make_binding(const std::string& host, int64_t expires_at) {
+  Binding b;
+  b.contact = "sip:100@" + host + ":5062;transport=udp";
+  b.key = "sip:100@" + host + ":5062;transport=udp";
+  b.call_id = "call-" + host;
+  b.cseq = 42;
+  b.expires_at = expires_at;
+  b.q_milli = 500;
+  b.received = "udp:203.0.113.5:5060";
+  b.user_agent = "Test UA \"1.0\"";
+  b.instance = "<urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6>";
+  b.node = "node-a";
+  b.registered_at = expires_at - 3600;
+  b.attrs = {{"tenant", "clinic"}, {"room", "3"}};
+  return b;
+}
+
+int free_port() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  socklen_t len = sizeof a;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+using ReplyPtr = std::unique_ptr<redisReply, decltype(&freeReplyObject)>;
+
+// A plain synchronous connection, to look at what the store left in Redis.
+struct SyncRedis {
+  std::unique_ptr<redisContext, decltype(&redisFree)> c;
+  explicit SyncRedis(int port) : c(redisConnect("127.0.0.1", port), &redisFree) {}
+  bool ok() const { return c && !c->err; }
+  ReplyPtr cmd(const std::vector<std::string>& args) {
+    std::vector<const char*> argv;
+    std::vector<size_t> lens;
+    for (const auto& a : args) {
+      argv.push_back(a.data());
+      lens.push_back(a.size());
+    }
+    void* r = redisCommandArgv(c.get(), static_cast<int>(argv.size()), argv.data(), lens.data());
+    return ReplyPtr(static_cast<redisReply*>(r), &freeReplyObject);
+  }
+};
+
+// A real redis-server child on 127.0.0.1; stopped (and reaped) when it goes out of scope.
+class RedisServer {
+ public:
+  explicit RedisServer(std::string dir, std::vector<std::string> extra = {})
+      : dir_(std::move(dir)), extra_(std::move(extra)), port_(free_port()) {
+    // hiredis writes with write(2): a request sent to a dead server must be an error, not a
+    // process-killing SIGPIPE. relais's main() ignores it too.
+    signal(SIGPIPE, SIG_IGN);
+    start();
+  }
+  ~RedisServer() { stop(); }
+  int port() const { return port_; }
+
+  void start() {
+    std::vector<std::string> args = {"redis-server", "--port", std::to_string(port_), "--bind",
+                                      "127.0.0.1", "--save", "", "--appendonly", "no",
+                                      "--daemonize", "no", "--dir", dir_, "--logfile",
+                                      dir_ + "/redis.log"};
+    args.insert(args.end(), extra_.begin(), extra_.end());
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    int rc = posix_spawnp(&pid_, "redis-server", nullptr, nullptr, argv.data(), environ);
+    if (rc != 0) pid_ = -1;
+    REQUIRE_MESSAGE(rc == 0, "cannot start redis-server (is it on PATH?): " << std::strerror(rc));
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      int status = 0;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        FAIL("redis-server exited at start: " << log_text());
+      }
+      SyncRedis probe(port_);
+      if (probe.ok() && probe.cmd({"PING"})) return;  // any reply (even NOAUTH) means it is up
+      std::this_thread::sleep_for(20ms);
+    }
+    stop();
+    FAIL("redis-server did not answer on port " << port_ << ": " << log_text());
+  }
+
+  void stop() {
+    if (pid_ <= 0) return;
+    kill(pid_, SIGTERM);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+  }
+
+ private:
+  std::string log_text() const {
+    std::ifstream f(dir_ + "/redis.log");
+    std::stringstream s;
+    s << f.rdbuf();
+    return s.str();
+  }
+  std::string dir_;
+  std::vector<std::string> extra_;
+  int port_;
+  pid_t pid_ = -1;
+};
+
+// Each backend fixture owns its loop and store; `open` after `store.reset()` is a restart.
+struct SqliteBackend {
+  TempDir dir;
+  Loop loop;
+  std::unique_ptr<LocationStore> store;
+  StoreSettings settings() const {
+    StoreSettings s;
+    s.backend = "sqlite";
+    s.sqlite_path = dir.path + "/var/relais.db";
+    s.sqlite_flush_ms = 50;
+    return s;
+  }
+  void open() {
+    std::string error;
+    store = relais::open_location_store(settings(), loop.base.get(), error);
+    REQUIRE_MESSAGE(store != nullptr, error);
+  }
+};
+
+struct RedisBackend {
+  TempDir dir;
+  RedisServer server{dir.path};
+  Loop loop;
+  std::unique_ptr<LocationStore> store;
+  StoreSettings settings() const {
+    StoreSettings s;
+    s.backend = "redis";
+    s.redis_port = server.port();
+    return s;
+  }
+  void open() {
+    std::string error;
+    store = relais::open_location_store(settings(), loop.base.get(), error);
+    REQUIRE_MESSAGE(store != nullptr, error);
+  }
+};
+
+}  // namespace
+
+TYPE_TO_STRING(SqliteBackend);
+TYPE_TO_STRING(RedisBackend);
+
+// ---- behaviours every backend shares ----
+
+TEST_CASE_TEMPLATE("a store returns no bindings for an unknown AoR", B, SqliteBackend, RedisBackend) {
+  B b;
+  b.open();
+  auto r = lookup(b.loop, *b.store, "nobody@example.com");
+  CHECK(r->error.empty());
+  CHECK(r->bindings.empty());
+}
+
+TEST_CASE_TEMPLATE("a store returns replaced bindings with every field intact", B, SqliteBackend,
+                   RedisBackend) {
+  B b;
+  b.open();
+  std::vector<Binding> set = {make_binding("10.0.0.6", now_s() + 300),
+                              make_binding("10.0.0.5", now_s() + 3600)};
+  set[1].attrs["note"] = "ünïcode ☎";
+  CHECK(replace(b.loop, *b.store, "100@example.com", set)->error.empty());
+  auto r = lookup(b.loop, *b.store, "100@example.com");
+  CHECK(r->error.empty());
+  relais::normalize_bindings(set);  // stores answer in key order
+  CHECK(r->bindings == set);
+  CHECK(lookup(b.loop, *b.store, "101@example.com")->bindings.empty());
+}
+
+TEST_CASE_TEMPLATE("a store replaces the whole binding set of an AoR", B, SqliteBackend,
+                   RedisBackend) {
+  B b;
+  b.open();
+  replace(b.loop, *b.store, "100@example.com",
+          {make_binding("10.0.0.5", now_s() + 60), make_binding("10.0.0.6", now_s() + 60)});
+  std::vector<Binding> second = {make_binding("10.0.0.7", now_s() + 60)};
+  CHECK(replace(b.loop, *b.store, "100@example.com", second)->error.empty());
+  CHECK(lookup(b.loop, *b.store, "100@example.com")->bindings == second);
+}
+
+TEST_CASE_TEMPLATE("a store removes an AoR replaced with an empty set", B, SqliteBackend,
+                   RedisBackend) {
+  B b;
+  b.open();
+  replace(b.loop, *b.store, "100@example.com", {make_binding("10.0.0.5", now_s() + 60)});
+  CHECK(replace(b.loop, *b.store, "100@example.com", {})->error.empty());
+  CHECK(lookup(b.loop, *b.store, "100@example.com")->bindings.empty());
+  b.store.reset();
+  b.open();
+  CHECK(lookup(b.loop, *b.store, "100@example.com")->bindings.empty());
+}
+
+TEST_CASE_TEMPLATE("a store does not return expired bindings", B, SqliteBackend, RedisBackend) {
+  B b;
+  b.open();
+  int64_t now = now_s();
+  Binding live = make_binding("10.0.0.5", now + 60);
+  replace(b.loop, *b.store, "100@example.com", {make_binding("10.0.0.4", now - 1), live,
+                                                make_binding("10.0.0.6", now)});
+  auto r = lookup(b.loop, *b.store, "100@example.com", now);
+  CHECK(r->error.empty());
+  CHECK(r->bindings == std::vector<Binding>{live});
+  CHECK(lookup(b.loop, *b.store, "100@example.com", now + 60)->bindings.empty());
+  replace(b.loop, *b.store, "200@example.com", {make_binding("10.0.0.4", now - 10)});
+  CHECK(lookup(b.loop, *b.store, "200@example.com", now)->bindings.empty());
+}
+
+TEST_CASE_TEMPLATE("a store round-trips users through put and find", B, SqliteBackend,
+                   RedisBackend) {
+  B b;
+  b.open();
+  UserRecord u{"100", "example.com", "0123456789abcdef0123456789abcdef", std::string(64, 'e')};
+  CHECK(put_user(b.loop, *b.store, u)->error.empty());
+  auto r = find_user(b.loop, *b.store, "100", "example.com");
+  CHECK(r->error.empty());
+  CHECK(r->user == u);
+  u.ha1_md5 = std::string(32, 'f');
+  u.ha1_sha256.clear();
+  put_user(b.loop, *b.store, u);
+  CHECK(find_user(b.loop, *b.store, "100", "example.com")->user == u);
+  CHECK_FALSE(find_user(b.loop, *b.store, "100", "other.example.com")->user.has_value());
+}
+
+TEST_CASE_TEMPLATE("a store answers an unknown user with nullopt and no error", B, SqliteBackend,
+                   RedisBackend) {
+  B b;
+  b.open();
+  auto r = find_user(b.loop, *b.store, "ghost", "example.com");
+  CHECK(r->error.empty());
+  CHECK_FALSE(r->user.has_value());
+}
+
+TEST_CASE_TEMPLATE("a store keeps its data across close and reopen", B, SqliteBackend,
+                   RedisBackend) {
+  B b;
+  b.open();
+  std::vector<Binding> set = {make_binding("10.0.0.5", now_s() + 600)};
+  UserRecord u{"100", "example.com", std::string(32, 'a'), std::string(64, 'b')};
+  replace(b.loop, *b.store, "100@example.com", set);
+  put_user(b.loop, *b.store, u);
+  b.store->flush();
+  b.store.reset();
+  b.open();
+  CHECK(lookup(b.loop, *b.store, "100@example.com")->bindings == set);
+  CHECK(find_user(b.loop, *b.store, "100", "example.com")->user == u);
+}
+
+// ---- SQLite only ----
+
+namespace {
+
+int64_t count_rows(const std::string& path, const char* sql) {
+  sqlite3* db = nullptr;
+  sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
+  std::unique_ptr<sqlite3, decltype(&sqlite3_close_v2)> guard(db, &sqlite3_close_v2);
+  sqlite3_stmt* s = nullptr;
+  REQUIRE(sqlite3_prepare_v2(db, sql, -1, &s, nullptr) == SQLITE_OK);
+  std::unique_ptr<sqlite3_stmt, decltype(&sqlite3_finalize)> sg(s, &sqlite3_finalize);
+  REQUIRE(sqlite3_step(s) == SQLITE_ROW);
+  return sqlite3_column_int64(s, 0);
+}
+
+std::unique_ptr<relais::SqliteStore> open_sqlite(Loop& loop, const std::string& path, int flush_ms) {
+  StoreSettings s;
+  s.sqlite_path = path;
+  s.sqlite_flush_ms = flush_ms;
+  std::string error;
+  auto store = relais::SqliteStore::open(s, loop.base.get(), error);
+  REQUIRE_MESSAGE(store != nullptr, error);
+  return store;
+}
+
+constexpr const char* kCountBindings = "SELECT count(*) FROM bindings";
+
+}  // namespace
+
+TEST_CASE("the sqlite store writes queued changes when destroyed without an explicit flush") {
+  TempDir dir;
+  Loop loop;
+  std::string path = dir.path + "/relais.db";
+  auto store = open_sqlite(loop, path, 60'000);
+  std::vector<Binding> set = {make_binding("10.0.0.5", now_s() + 600)};
+  replace(loop, *store, "100@example.com", set);
+  CHECK(store->queued_changes() == 1);
+  store.reset();
+  store = open_sqlite(loop, path, 60'000);
+  CHECK(lookup(loop, *store, "100@example.com")->bindings == set);
+}
+
+TEST_CASE("the sqlite store batches changes and writes them when its flush timer fires") {
+  TempDir dir;
+  Loop loop;
+  std::string path = dir.path + "/relais.db";
+  auto store = open_sqlite(loop, path, 20);
+  for (int i = 0; i < 50; ++i) {
+    replace(loop, *store, std::to_string(i) + "@example.com",
+            {make_binding("10.0.0.5", now_s() + 600)});
+  }
+  put_user(loop, *store, UserRecord{"100", "example.com", "aa", "bb"});
+  CHECK(store->queued_changes() == 51);
+  CHECK(count_rows(path, kCountBindings) == 0);  // nothing written inside the calls
+  REQUIRE(loop.run_until([&] { return store->queued_changes() == 0; }, 2000ms));
+  CHECK(count_rows(path, kCountBindings) == 50);
+  CHECK(count_rows(path, "SELECT count(*) FROM users") == 1);
+}
+
+TEST_CASE("the sqlite store keeps changes queued when a flush fails and writes them later") {
+  TempDir dir;
+  Loop loop;
+  std::string path = dir.path + "/relais.db";
+  auto store = open_sqlite(loop, path, 60'000);
+  sqlite3* other = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &other) == SQLITE_OK);
+  std::unique_ptr<sqlite3, decltype(&sqlite3_close_v2)> guard(other, &sqlite3_close_v2);
+  REQUIRE(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
+
+  replace(loop, *store, "100@example.com", {make_binding("10.0.0.5", now_s() + 600)});
+  store->flush();  // the write lock is taken: logs store.flush_failed
+  CHECK(store->queued_changes() == 1);
+  CHECK(lookup(loop, *store, "100@example.com")->bindings.size() == 1);
+
+  REQUIRE(sqlite3_exec(other, "COMMIT", nullptr, nullptr, nullptr) == SQLITE_OK);
+  store->flush();
+  CHECK(store->queued_changes() == 0);
+  CHECK(count_rows(path, kCountBindings) == 1);
+}
+
+TEST_CASE("the sqlite store purges expired bindings from memory and file") {
+  TempDir dir;
+  Loop loop;
+  std::string path = dir.path + "/relais.db";
+  auto store = open_sqlite(loop, path, 60'000);
+  int64_t now = now_s();
+  replace(loop, *store, "short@example.com", {make_binding("10.0.0.5", now + 5)});
+  replace(loop, *store, "long@example.com", {make_binding("10.0.0.6", now + 600)});
+  store->flush();
+  REQUIRE(count_rows(path, kCountBindings) == 2);
+  store->purge_expired(now + 10);
+  CHECK(lookup(loop, *store, "short@example.com", now)->bindings.empty());
+  CHECK(lookup(loop, *store, "long@example.com", now)->bindings.size() == 1);
+  CHECK(count_rows(path, kCountBindings) == 1);
+}
+
+TEST_CASE("the sqlite store creates the parent directory and a versioned schema") {
+  TempDir dir;
+  Loop loop;
+  std::string path = dir.path + "/a/b/c/relais.db";
+  open_sqlite(loop, path, 50).reset();
+  CHECK(std::filesystem::exists(path));
+  CHECK(count_rows(path, "PRAGMA user_version") == 1);
+  CHECK(count_rows(path, "SELECT count(*) FROM pragma_journal_mode WHERE journal_mode='wal'") == 1);
+}
+
+TEST_CASE("opening the sqlite store on a file that is not a database fails with a message") {
+  TempDir dir;
+  Loop loop;
+  std::string path = dir.path + "/junk.db";
+  std::ofstream(path) << std::string(4096, 'x');
+  StoreSettings s;
+  s.sqlite_path = path;
+  std::string error;
+  CHECK(relais::open_location_store(s, loop.base.get(), error) == nullptr);
+  CHECK(error.find("not a database") != std::string::npos);
+  CHECK(error.find(path) != std::string::npos);
+
+  s.sqlite_path = path + "/under-a-file/relais.db";
+  error.clear();
+  CHECK(relais::open_location_store(s, loop.base.get(), error) == nullptr);
+  CHECK_FALSE(error.empty());
+}
+
+TEST_CASE("opening a location store with an unknown backend fails with a message") {
+  Loop loop;
+  StoreSettings s;
+  s.backend = "mysql";
+  std::string error;
+  CHECK(relais::open_location_store(s, loop.base.get(), error) == nullptr);
+  CHECK(error == "unknown store backend 'mysql'");
+}
+
+// ---- Redis only ----
+
+TEST_CASE("the redis store gives an AoR key a TTL until its last binding expires") {
+  RedisBackend b;
+  b.open();
+  int64_t now = now_s();
+  replace(b.loop, *b.store, "100@example.com",
+          {make_binding("10.0.0.5", now + 30), make_binding("10.0.0.6", now + 100)});
+  SyncRedis r(b.server.port());
+  REQUIRE(r.ok());
+  auto ttl = r.cmd({"PTTL", "relais:loc:100@example.com"});
+  REQUIRE(ttl);
+  REQUIRE(ttl->type == REDIS_REPLY_INTEGER);
+  CHECK(ttl->integer > 90'000);
+  CHECK(ttl->integer <= 101'000);
+  auto fields = r.cmd({"HLEN", "relais:loc:100@example.com"});
+  CHECK(fields->integer == 2);
+}
+
+TEST_CASE("two redis store nodes see each other's writes") {
+  RedisBackend b;
+  b.open();
+  std::string error;
+  auto node_b = relais::open_location_store(b.settings(), b.loop.base.get(), error);
+  REQUIRE(node_b);
+  std::vector<Binding> set = {make_binding("10.0.0.5", now_s() + 600)};
+  replace(b.loop, *b.store, "100@example.com", set);
+  CHECK(lookup(b.loop, *node_b, "100@example.com")->bindings == set);
+  UserRecord u{"200", "example.com", std::string(32, 'c'), ""};
+  put_user(b.loop, *node_b, u);
+  CHECK(find_user(b.loop, *b.store, "200", "example.com")->user == u);
+  replace(b.loop, *node_b, "100@example.com", {});
+  CHECK(lookup(b.loop, *b.store, "100@example.com")->bindings.empty());
+}
+
+TEST_CASE("the redis store fails requests while redis is down and recovers when it is back") {
+  RedisBackend b;
+  b.open();
+  auto* redis = dynamic_cast<relais::RedisStore*>(b.store.get());
+  REQUIRE(redis);
+  REQUIRE(b.loop.run_until([&] { return redis->connected(); }));
+
+  // Sent before the server dies, answered by the drop: an error, exactly once.
+  auto in_flight = std::make_shared<Outcome>();
+  b.store->lookup("100@example.com", now_s(), [in_flight](const std::string& e, auto) {
+    ++in_flight->calls;
+    in_flight->error = e;
+  });
+  b.server.stop();
+  wait(b.loop, in_flight, "in-flight lookup");
+  CHECK_FALSE(in_flight->error.empty());
+  b.loop.run_for(200ms);
+  CHECK(in_flight->calls == 1);
+  CHECK_FALSE(redis->connected());
+
+  CHECK(lookup(b.loop, *b.store, "100@example.com")->error == "redis unavailable");
+  CHECK(replace(b.loop, *b.store, "100@example.com", {make_binding("x", now_s() + 60)})->error ==
+        "redis unavailable");
+  CHECK_FALSE(find_user(b.loop, *b.store, "100", "example.com")->error.empty());
+  CHECK_FALSE(put_user(b.loop, *b.store, UserRecord{"1", "d", "a", "b"})->error.empty());
+
+  b.loop.run_for(1500ms);  // let the backoff grow past its first steps
+  b.server.start();
+  REQUIRE(b.loop.run_until([&] { return redis->connected(); }, 10'000ms));
+  std::vector<Binding> set = {make_binding("10.0.0.5", now_s() + 600)};
+  CHECK(replace(b.loop, *b.store, "100@example.com", set)->error.empty());
+  CHECK(lookup(b.loop, *b.store, "100@example.com")->bindings == set);
+}
+
+TEST_CASE("the redis store completes requests in flight with an error when destroyed") {
+  RedisBackend b;
+  for (bool wait_connected : {false, true}) {
+    CAPTURE(wait_connected);
+    b.open();
+    auto* redis = dynamic_cast<relais::RedisStore*>(b.store.get());
+    if (wait_connected) REQUIRE(b.loop.run_until([&] { return redis->connected(); }));
+    auto o = std::make_shared<Outcome>();
+    b.store->lookup("100@example.com", now_s(), [o](const std::string& e, auto) {
+      ++o->calls;
+      o->error = e;
+    });
+    b.store->replace("100@example.com", {make_binding("10.0.0.5", now_s() + 60)},
+                     [o](const std::string&) { ++o->calls; });
+    CHECK(o->calls == 0);
+    b.store.reset();
+    CHECK(o->calls == 2);
+    CHECK(o->error == "redis unavailable");
+    b.loop.run_for(100ms);
+    CHECK(o->calls == 2);
+  }
+}
+
+TEST_CASE("the redis store authenticates and selects its database") {
+  TempDir dir;
+  RedisServer server(dir.path, {"--requirepass", "s3cret"});
+  Loop loop;
+  StoreSettings s;
+  s.backend = "redis";
+  s.redis_port = server.port();
+  s.redis_password = "s3cret";
+  s.redis_db = 3;
+  s.redis_prefix = "site1:";
+  std::string error;
+  auto store = relais::open_location_store(s, loop.base.get(), error);
+  REQUIRE(store);
+  std::vector<Binding> set = {make_binding("10.0.0.5", now_s() + 600)};
+  CHECK(replace(loop, *store, "100@example.com", set)->error.empty());
+  CHECK(lookup(loop, *store, "100@example.com")->bindings == set);
+
+  SyncRedis r(server.port());
+  REQUIRE(r.ok());
+  r.cmd({"AUTH", "s3cret"});
+  CHECK(r.cmd({"EXISTS", "site1:loc:100@example.com"})->integer == 0);
+  r.cmd({"SELECT", "3"});
+  CHECK(r.cmd({"EXISTS", "site1:loc:100@example.com"})->integer == 1);
+
+  s.redis_password = "wrong";
+  auto refused = relais::open_location_store(s, loop.base.get(), error);
+  REQUIRE(refused);
+  CHECK_FALSE(lookup(loop, *refused, "100@example.com")->error.empty());
+}
