@@ -17,6 +17,7 @@
 #include "registrar.hpp"
 #include "script_engine.hpp"
 #include "sip_stack.hpp"
+#include "sofia_log.hpp"
 
 using namespace relais;
 
@@ -80,6 +81,7 @@ int run(const std::string& path, const std::vector<std::string>& overrides) {
     return 1;
   }
   set_log_level(cfg.log_level);
+  route_sofia_logs(cfg.log_level);
   raise_fd_limit();
 
   EventLoop loop;

@@ -13,12 +13,21 @@
 
 #include <climits>
 
+#include <event2/event.h>
+
 #include "event_loop.hpp"
 #include "log.hpp"
 
 namespace relais {
 
+namespace {
+// nta answers malformed requests itself (400 "Bad X Header", 413) without calling us; we log
+// one summary line per interval instead of one per packet, so a flood cannot flood the log.
+constexpr timeval kStatsInterval{10, 0};
+}  // namespace
+
 SipStack::~SipStack() {
+  if (stats_timer_) event_free(stats_timer_);
   if (default_leg_) nta_leg_destroy(default_leg_);
   if (agent_) nta_agent_destroy(agent_);
 }
@@ -55,7 +64,29 @@ bool SipStack::start(const Config& cfg, std::string& error) {
     error = "cannot create the default SIP leg";
     return false;
   }
+  stats_timer_ = event_new(loop_.base(), -1, EV_PERSIST, on_stats_timer, this);
+  event_add(stats_timer_, &kStatsInterval);
   return true;
+}
+
+SipCounters SipStack::counters() const {
+  SipCounters c;
+  usize_t requests = 0, bad = 0, server_tr = 0;
+  nta_agent_get_stats(agent_, NTATAG_S_RECV_REQUEST_REF(requests), NTATAG_S_BAD_MESSAGE_REF(bad),
+                      NTATAG_S_SERVER_TR_REF(server_tr), TAG_END());
+  c.requests = requests;
+  c.bad_messages = bad;
+  c.server_transactions = server_tr;
+  return c;
+}
+
+void SipStack::on_stats_timer(int, short, void* arg) {
+  auto* self = static_cast<SipStack*>(arg);
+  SipCounters c = self->counters();
+  if (c.bad_messages > self->bad_messages_logged_) {
+    log_warn("sip.bad_messages").kv("new", c.bad_messages - self->bad_messages_logged_).kv("total", c.bad_messages);
+    self->bad_messages_logged_ = c.bad_messages;
+  }
 }
 
 bool SipStack::is_local_host(const char* host) const {

@@ -12,9 +12,17 @@
 #include "config.hpp"
 #include "sip_request.hpp"
 
+struct event;
+
 namespace relais {
 
 class EventLoop;
+
+struct SipCounters {
+  size_t requests = 0;      // requests received
+  size_t bad_messages = 0;  // unparsable or insane messages nta answered 400/413 or dropped
+  size_t server_transactions = 0;
+};
 
 // We build on nta, not nua: a registrar answers each REGISTER from a store lookup and needs no
 // dialog or media state, and the measured per-call memory (SOFIA-NOTES.md: nua 9.6 KiB vs nta
@@ -37,17 +45,21 @@ class SipStack {
   bool is_local_host(const char* host) const;
 
   nta_agent_t* agent() const { return agent_; }
+  SipCounters counters() const;
   std::string allow_header() const;
 
  private:
   static int on_request(nta_leg_magic_t* magic, nta_leg_t* leg, nta_incoming_t* irq, const sip_t* sip);
   int dispatch(nta_incoming_t* irq, const sip_t* sip);
+  static void on_stats_timer(int, short, void* arg);
 
   EventLoop& loop_;
   nta_agent_t* agent_ = nullptr;
   nta_leg_t* default_leg_ = nullptr;
   std::vector<ListenAddress> listening_;
   std::map<std::string, Handler> handlers_;
+  ::event* stats_timer_ = nullptr;
+  size_t bad_messages_logged_ = 0;
 };
 
 }  // namespace relais

@@ -507,7 +507,7 @@ def main():
                 results[s.name]["sat"].append(tries)
                 time.sleep(0.5)
                 log(f"[{time.time() - t_start:5.0f}s] {s.name} run {rep + 1}: fixed {args.fixed_rate}/s")
-                r = clients.run(s, rate_per_client=args.fixed_rate / args.clients, limit=100000,
+                r = clients.run(s, rate_per_client=args.fixed_rate / args.clients, limit=5000,
                                 duration=args.fixed_duration)
                 if r["ok"]:
                     r["clean"] = r["clean"] and r["rate"] >= MIN_ACHIEVED * args.fixed_rate

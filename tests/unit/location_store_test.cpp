@@ -202,7 +202,7 @@ class RedisServer {
     argv.push_back(nullptr);
     int rc = posix_spawnp(&pid_, "redis-server", nullptr, nullptr, argv.data(), environ);
     if (rc != 0) pid_ = -1;
-    REQUIRE_MESSAGE(rc == 0, "cannot start redis-server (is it on PATH?): " << std::strerror(rc));
+    REQUIRE_MESSAGE(rc == 0, "cannot start redis-server (is it on PATH?): " << std::string(std::strerror(rc)));
     auto deadline = std::chrono::steady_clock::now() + 10s;
     while (std::chrono::steady_clock::now() < deadline) {
       int status = 0;
