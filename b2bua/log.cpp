@@ -92,6 +92,22 @@ LogLine& LogLine::kv(std::string_view key, std::string_view value) {
   return *this;
 }
 
+bool LogRateLimit::allow() {
+  long now = static_cast<long>(time(nullptr));
+  if (now != window_) {
+    if (dropped_ > 0) log_warn("log.suppressed").kv("lines", dropped_);
+    window_ = now;
+    used_ = 0;
+    dropped_ = 0;
+  }
+  if (used_ >= per_second_) {
+    ++dropped_;
+    return false;
+  }
+  ++used_;
+  return true;
+}
+
 LogLine& LogLine::kv(std::string_view key, long long value) {
   if (!enabled_) return *this;
   text_ += ' ';

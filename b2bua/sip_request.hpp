@@ -25,6 +25,7 @@ class SipRequest {
   SipRequest& operator=(const SipRequest&) = delete;
 
   const sip_t* sip() const { return sip_; }
+  msg_t* msg() const { return msg_; }
   const SourceAddress& source() const { return source_; }
   std::string call_id() const;
   const char* method_name() const;

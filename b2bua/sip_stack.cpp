@@ -17,6 +17,7 @@
 
 #include "event_loop.hpp"
 #include "log.hpp"
+#include "request_limits.hpp"
 
 namespace relais {
 
@@ -119,7 +120,12 @@ int SipStack::dispatch(nta_incoming_t* irq, const sip_t* sip) {
   auto request = std::make_shared<SipRequest>(irq, sip);
   const char* method = sip->sip_request->rq_method_name;
   auto handler = handlers_.find(method ? method : "");
-  if (handler != handlers_.end()) {
+  std::string problem = request_limit_problem(request->msg(), sip, request->source().transport == "udp");
+  if (!problem.empty()) {
+    if (bad_log_.allow())
+      log_info("sip.bad_request").kv("method", method).kv("reason", problem).kv("src", request->source().to_string());
+    request->respond(400, problem.c_str());
+  } else if (handler != handlers_.end()) {
     handler->second(request);
   } else if (sip->sip_request->rq_method == sip_method_options) {
     // Keepalive pings and monitoring: 200 with our capabilities, no Contact (nta would

@@ -60,6 +60,7 @@ class SipStack {
   std::map<std::string, Handler> handlers_;
   ::event* stats_timer_ = nullptr;
   size_t bad_messages_logged_ = 0;
+  LogRateLimit bad_log_{20};
 };
 
 }  // namespace relais

@@ -122,26 +122,54 @@ def udp_rcvbuf_errors():
     return int(rows[1][rows[0].index("RcvbufErrors")])
 
 
-def sip_options_probe(port, timeout=0.3):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.settimeout(timeout)
-    s.bind((IP, 0))
-    lport = s.getsockname()[1]
-    msg = (f"OPTIONS sip:{IP}:{port} SIP/2.0\r\n"
-           f"Via: SIP/2.0/UDP {IP}:{lport};branch=z9hG4bK-probe{secrets.token_hex(4)}\r\n"
-           "Max-Forwards: 70\r\n"
-           f"From: <sip:probe@{IP}>;tag={secrets.token_hex(4)}\r\n"
-           f"To: <sip:{IP}:{port}>\r\n"
-           f"Call-ID: {secrets.token_hex(8)}@{IP}\r\n"
-           "CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
-    try:
-        s.sendto(msg.encode(), (IP, port))
-        s.recvfrom(65535)
-        return True
-    except OSError:
+class OptionsProbe:
+    """Sends OPTIONS to the server from one socket until any response comes back."""
+
+    def __init__(self, port):
+        self.port = port
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((IP, 0))
+        self.sock.setblocking(False)
+        self.n = 0
+
+    def poke(self):
+        """send one OPTIONS; True if a response (to this or an earlier one) has arrived"""
+        try:
+            self.sock.recvfrom(65535)
+            return True
+        except BlockingIOError:
+            pass
+        except OSError:            # ICMP port unreachable: not listening yet
+            pass
+        self.n += 1
+        lport = self.sock.getsockname()[1]
+        msg = (f"OPTIONS sip:{IP}:{self.port} SIP/2.0\r\n"
+               f"Via: SIP/2.0/UDP {IP}:{lport};branch=z9hG4bK-probe{self.n}{secrets.token_hex(4)}\r\n"
+               "Max-Forwards: 70\r\n"
+               f"From: <sip:probe@{IP}>;tag={secrets.token_hex(4)}\r\n"
+               f"To: <sip:{IP}:{self.port}>\r\n"
+               f"Call-ID: probe-{self.n}-{secrets.token_hex(8)}@{IP}\r\n"
+               "CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
+        try:
+            self.sock.sendto(msg.encode(), (IP, self.port))
+        except OSError:
+            pass
         return False
-    finally:
-        s.close()
+
+    def close(self):
+        time.sleep(0.2)            # let late answers to earlier probes arrive before closing
+        self.sock.close()
+
+
+def background_cpu(seconds=0.5):
+    """CPU% (of one core) used on the whole machine while nothing of the bench is running"""
+    def busy():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v) - v[3] - v[4]
+    a = busy()
+    time.sleep(seconds)
+    return 100.0 * (busy() - a) / CLK_TCK / seconds
 
 
 # ---------------------------------------------------------------------------- servers
@@ -171,17 +199,22 @@ class Server:
                     self.ready.set()
         threading.Thread(target=pump, daemon=True).start()
 
-    def wait_ready(self, timeout=15.0, probe=True):
+    def wait_ready(self, timeout=20.0, probe=True):
         end = time.time() + timeout
-        while time.time() < end:
-            if self.proc.poll() is not None:
-                return False
-            if self.ready.is_set() or (probe and sip_options_probe(self.port)):
-                time.sleep(0.5)       # let forked workers settle before listing them
-                self.pids = descendants(self.proc.pid)
-                return True
-            time.sleep(0.1)
-        return False
+        prober = OptionsProbe(self.port) if probe else None
+        try:
+            while time.time() < end:
+                if self.proc.poll() is not None:
+                    return False
+                if self.ready.is_set() or (prober and prober.poke()):
+                    time.sleep(0.5)       # let forked workers settle before listing them
+                    self.pids = descendants(self.proc.pid)
+                    return True
+                time.sleep(0.2)
+            return False
+        finally:
+            if prober:
+                prober.close()
 
     def cpu_ticks(self):
         return sum(proc_cpu_ticks(p) for p in self.pids)
@@ -205,13 +238,22 @@ class Server:
         self.logfile.close()
 
     def log_problems(self):
-        """(count, first lines) of warning/error lines in the server's log."""
+        """(count, [(n, example line)] grouped by kind) of warning/error lines in the log."""
+        groups = {}
         try:
             with open(self.logpath, errors="replace") as f:
-                lines = [l.rstrip("\n") for l in f if self.is_problem(l)]
+                for line in f:
+                    if not self.is_problem(line):
+                        continue
+                    line = line.rstrip("\n")
+                    key = re.sub(r"^\S+Z |^\s*\d+\(\d+\) ", "", line)     # timestamp / pid
+                    key = re.sub(r"\d+", "N", key)[:160]
+                    n, first = groups.get(key, (0, line))
+                    groups[key] = (n + 1, first)
         except OSError:
             return 0, []
-        return len(lines), lines[:8]
+        kinds = sorted(groups.values(), key=lambda g: -g[0])
+        return sum(n for n, _ in kinds), kinds[:8]
 
 
 class Kamailio(Server):
@@ -263,7 +305,8 @@ return {{
             f.write(lua)
         cmd = ["taskset", "-c", str(self.args.server_cpu), self.args.relais, "--config", cfg]
         self._spawn(cmd, ready_pattern="event=ready")
-        return self.wait_ready(probe=False)
+        # event=ready is logged at info level, hidden by log_level=warn: also probe with OPTIONS
+        return self.wait_ready(probe=True)
 
     @staticmethod
     def is_problem(line):
@@ -413,6 +456,15 @@ class Clients:
 
 # ---------------------------------------------------------------------------- bench
 
+def best_clean(sat):
+    """per repetition: the highest clean saturation rate (0 if none was clean)"""
+    out = []
+    for tries in sat:
+        clean = [r["rate"] for r in tries if r.get("ok") and r["clean"]]
+        out.append(max(clean) if clean else 0.0)
+    return out
+
+
 def fmt_rate(v):
     return f"{v:,.0f}"
 
@@ -440,8 +492,9 @@ def main():
     ap.add_argument("--users", type=int, default=1000, help="users per sipp process")
     ap.add_argument("--limit", type=int, default=50,
                     help="registrations in flight per sipp at saturation (-l)")
-    ap.add_argument("--fixed-rate", type=int, default=10000,
-                    help="offered registrations/s (all clients) for the CPU comparison")
+    ap.add_argument("--fixed-rate", type=int, default=0,
+                    help="offered registrations/s (all clients) for the CPU comparison "
+                         "(default: half the lower median max clean rate)")
     ap.add_argument("--fixed-duration", type=float, default=6.0)
     ap.add_argument("--server-cpu", type=int, default=0)
     ap.add_argument("--client-cpu", type=int, default=1)
@@ -489,30 +542,55 @@ def main():
                             f"registrations succeeded, {w.get('failed', '?')} failed; "
                             + "; ".join(w["notes"] + sipp_error_sample(w, 3)))
         live = [s for s in servers if not s.failed]
+
+        def usable(s):
+            if not s.alive() and not s.failed:
+                s.failed = f"process exited (status {s.proc.poll()}) during the bench"
+            return not s.failed
+
+        def stamp(msg):
+            log(f"[{time.time() - t_start:5.0f}s] {msg}")
+
+        # 1. saturation: closed loop, -l in flight per client; halve -l when a run is unclean
         for rep in range(args.repeats):
             for s in live:
-                if not s.alive():
-                    s.failed = s.failed or f"process exited (status {s.proc.poll()})"
+                if not usable(s):
                     continue
-                limit = args.limit
-                tries = []
+                limit, tries = args.limit, []
                 while True:
-                    log(f"[{time.time() - t_start:5.0f}s] {s.name} run {rep + 1}: saturation, -l {limit} x {args.clients}")
+                    bg = background_cpu()
+                    stamp(f"{s.name} run {rep + 1}: saturation, -l {limit} x {args.clients} clients")
                     r = clients.run(s, rate_per_client=30000, limit=limit, duration=args.duration)
-                    r["limit"] = limit
+                    r.update(limit=limit, background=bg)
                     tries.append(r)
                     if not r["ok"] or r["clean"] or limit <= 5 or len(tries) >= 3:
                         break
                     limit //= 2
                 results[s.name]["sat"].append(tries)
-                time.sleep(0.5)
-                log(f"[{time.time() - t_start:5.0f}s] {s.name} run {rep + 1}: fixed {args.fixed_rate}/s")
-                r = clients.run(s, rate_per_client=args.fixed_rate / args.clients, limit=5000,
+
+        # 2. CPU per registration at one offered rate that every server handles: by default
+        #    half the lower median max clean rate, in steps of 500/s
+        if args.fixed_rate:
+            fixed = args.fixed_rate
+        else:
+            meds = [statistics.median(best_clean(results[s.name]["sat"])) for s in live
+                    if results[s.name]["sat"]]
+            fixed = max(500, int(0.5 * min(meds) / 500) * 500) if meds and min(meds) > 0 else 1000
+        args.fixed_rate_used = fixed
+        for rep in range(args.repeats):
+            for s in live:
+                if not usable(s):
+                    continue
+                bg = background_cpu()
+                stamp(f"{s.name} run {rep + 1}: fixed rate {fixed}/s")
+                r = clients.run(s, rate_per_client=fixed / args.clients, limit=5000,
                                 duration=args.fixed_duration)
+                r["background"] = bg
                 if r["ok"]:
-                    r["clean"] = r["clean"] and r["rate"] >= MIN_ACHIEVED * args.fixed_rate
+                    r["clean"] = r["clean"] and r["rate"] >= MIN_ACHIEVED * fixed
                 results[s.name]["fixed"].append(r)
-                time.sleep(0.5)
+        for s in live:
+            usable(s)
     finally:
         for s in servers:
             s.stop()
@@ -527,60 +605,65 @@ def main():
 
 
 def report(args, servers, results, elapsed):
+    fixed = getattr(args, "fixed_rate_used", args.fixed_rate)
     print()
-    print("REGISTER with MD5 digest (REGISTER -> 401 -> REGISTER+Authorization -> 200) over UDP")
+    print("REGISTER with MD5 digest (REGISTER -> 401 -> REGISTER+Authorization -> 200), UDP, loopback")
     print(f"server pinned to CPU {args.server_cpu}; {args.clients} sipp clients x {args.users} users "
-          f"pinned to CPU {args.client_cpu}; {args.repeats} runs each, {elapsed:.0f} s in all")
+          f"pinned to CPU {args.client_cpu}; {args.repeats} runs each; {elapsed:.0f} s in all")
     print("kamailio 5.6.3: children=1 (one UDP worker), sl + auth (pv_auth_check, htable users) + "
           "registrar/usrloc db_mode=0, -m 512 -M 32")
     print("relais: log_level=warn, store sqlite, auth MD5")
+    print("clean = <= 0.1% failed (a registration fails after 4 s without an answer), and at a fixed")
+    print("rate >= 95% of the offered rate achieved; CPU = utime+stime of the server's processes")
     print()
     summary = {}
+    busy = []
     for s in servers:
         name = s.name
         print(f"== {name}")
-        if s.failed and not results[name]["sat"]:
+        if not results[name]["sat"]:
             print(f"   NOT MEASURED: {s.failed}")
             print(f"   log: {s.logpath}")
-            cnt, sample = s.log_problems()
-            for l in sample:
-                print(f"   | {l}")
+            for n, l in s.log_problems()[1]:
+                print(f"   | {n} x {l[:200]}")
+            print()
             continue
-        best = []
-        print(f"   saturation ({args.duration:.0f} s, rate over the steady window):")
+        print(f"   saturation: -r 30000 -l N per client, {args.duration:.0f} s, rate over the steady window")
         for i, tries in enumerate(results[name]["sat"]):
             for r in tries:
+                busy.append(r.get("background", 0))
                 if not r["ok"]:
                     print(f"     run {i + 1}: sipp failed: {'; '.join(r['notes'])}")
                     continue
-                print(f"     run {i + 1}: {fmt_rate(r['rate']):>7} reg/s  "
-                      f"{'clean' if r['clean'] else 'UNCLEAN':7} -l {r['limit']:<3} "
-                      f"failed {r['failed']} ({100 * r['failed_frac']:.3f}%)  "
-                      f"retrans {r['retrans']}  sock drops {r['socket_drops']}  "
-                      f"server CPU {r['server_cpu_pct']:.0f}%  sipp core {r['client_core_pct']:.0f}%  "
+                print(f"     run {i + 1}: {fmt_rate(r['rate']):>7} reg/s {'clean' if r['clean'] else 'UNCLEAN':7} "
+                      f"-l {r['limit']:<3} failed {r['failed']} ({100 * r['failed_frac']:.3f}%) "
+                      f"retrans {r['retrans']} server-socket drops {r['socket_drops']} | "
+                      f"server CPU {r['server_cpu_pct']:.0f}% sipp core {r['client_core_pct']:.0f}% | "
                       f"{r['cpu_ms_per_1000']:.1f} ms CPU/1000")
-            clean = [r["rate"] for r in tries if r["ok"] and r["clean"]]
-            best.append(max(clean) if clean else 0.0)
-        print(f"   fixed {args.fixed_rate:,}/s offered ({args.fixed_duration:.0f} s): CPU per 1000 registrations")
+        best = best_clean(results[name]["sat"])
+        print(f"   fixed rate {fixed:,}/s offered open loop ({args.fixed_duration:.0f} s): CPU per 1000 registrations")
         cpu = []
         for i, r in enumerate(results[name]["fixed"]):
+            busy.append(r.get("background", 0))
             if not r["ok"]:
                 print(f"     run {i + 1}: sipp failed: {'; '.join(r['notes'])}")
                 continue
             cpu.append(r["cpu_ms_per_1000"] if r["clean"] else float("nan"))
-            print(f"     run {i + 1}: {r['cpu_ms_per_1000']:6.1f} ms  ({fmt_rate(r['rate'])} reg/s achieved, "
-                  f"{'clean' if r['clean'] else 'UNCLEAN'}, failed {r['failed']}, retrans {r['retrans']}, "
-                  f"server CPU {r['server_cpu_pct']:.0f}%)")
+            print(f"     run {i + 1}: {r['cpu_ms_per_1000']:6.1f} ms  {'clean' if r['clean'] else 'UNCLEAN':7} "
+                  f"{fmt_rate(r['rate'])} reg/s achieved, failed {r['failed']}, retrans {r['retrans']}, "
+                  f"server-socket drops {r['socket_drops']}, server CPU {r['server_cpu_pct']:.0f}%")
         if s.failed:
             print(f"   PROBLEM: {s.failed}")
         cnt, sample = s.log_problems()
-        print(f"   server log: {cnt} warning/error lines" + (":" if sample else ""))
-        for l in sample:
-            print(f"   | {l[:200]}")
-        med_rate = statistics.median(best) if best else 0.0
+        print(f"   server log: {cnt} warning/error lines" + (", by kind:" if sample else ""))
+        for n, l in sample:
+            print(f"   | {n:5} x {l[:220]}")
+        if any("Connection refused" in l for _, l in sample):
+            print("     ('Connection refused': answers sent after a sipp client had exited, e.g. to\n"
+                  "      requests still queued when the run stopped)")
         good_cpu = [c for c in cpu if c == c]
-        med_cpu = statistics.median(good_cpu) if good_cpu else float("nan")
-        summary[name] = (best, med_rate, cpu, med_cpu)
+        summary[name] = (best, statistics.median(best) if best else 0.0, cpu,
+                         statistics.median(good_cpu) if good_cpu else float("nan"))
         print()
 
     print("== summary")
@@ -588,17 +671,19 @@ def report(args, servers, results, elapsed):
         runs = " / ".join(fmt_rate(b) for b in best)
         cpus = " / ".join(f"{c:.1f}" for c in cpu)
         print(f"   {name:9} max clean rate {runs} reg/s (median {fmt_rate(med_rate)}); "
-              f"CPU per 1000 at {args.fixed_rate:,}/s: {cpus} ms (median {med_cpu:.1f})")
+              f"CPU per 1000 at {fixed:,}/s: {cpus} ms (median {med_cpu:.1f})")
     if "relais" in summary and "kamailio" in summary:
         k, r = summary["kamailio"], summary["relais"]
         ratio = r[1] / k[1] if k[1] else float("nan")
         cratio = r[3] / k[3] if k[3] == k[3] and k[3] else float("nan")
-        print(f"   ratio relais/kamailio: rate {ratio:.2f}x, CPU per registration {cratio:.2f}x "
-              f"(rate > 1 and CPU < 1 favour relais)")
-        sat = [t for tries in results["relais"]["sat"] + results["kamailio"]["sat"] for t in tries
-               if t.get("ok")]
-        if sat and max(t["client_core_pct"] for t in sat) > 90:
-            print("   note: the sipp core was >90% busy in some runs: those rates are client-bound")
+        print(f"   ratio relais/kamailio: max clean rate {ratio:.2f}, CPU per registration {cratio:.2f} "
+              f"(medians; rate > 1 and CPU < 1 favour relais)")
+    sat = [t for n in results for tries in results[n]["sat"] for t in tries if t.get("ok")]
+    if sat and max(t["client_core_pct"] for t in sat) > 90:
+        print("   note: the sipp core was > 90% busy in some saturation runs: those rates may be client-bound")
+    if busy and max(busy) > 10:
+        print(f"   WARNING: other processes used up to {max(busy):.0f}% of a core between runs: "
+              "the machine was not idle, results are unreliable")
 
 
 if __name__ == "__main__":

@@ -480,6 +480,19 @@ TEST_CASE("the sqlite store purges expired bindings from memory and file") {
   CHECK(count_rows(path, kCountBindings) == 1);
 }
 
+TEST_CASE("the sqlite store without an event loop writes every change through") {
+  TempDir dir;
+  Loop loop;  // only to drive the test helpers; the store is not given it
+  std::string path = dir.path + "/relais.db";
+  StoreSettings s;
+  s.sqlite_path = path;
+  std::string error;
+  auto store = relais::open_location_store(s, nullptr, error);
+  REQUIRE_MESSAGE(store != nullptr, error);
+  replace(loop, *store, "100@example.com", {make_binding("10.0.0.5", now_s() + 600)});
+  CHECK(count_rows(path, kCountBindings) == 1);
+}
+
 TEST_CASE("the sqlite store creates the parent directory and a versioned schema") {
   TempDir dir;
   Loop loop;
