@@ -244,6 +244,12 @@ void read_config(lua_State* L, Config& cfg) {
     top.leave();
   }
 
+  if (top.enter("http")) {
+    TableReader http(L, "http.");
+    http.string("listen", cfg.http_listen);
+    top.leave();
+  }
+
   read_users(L, top, cfg);
 
   std::string script;

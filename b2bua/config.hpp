@@ -56,6 +56,7 @@ struct Config {
   StoreSettings store;
   std::map<std::string, UserConfig> users;
   std::string script_path;  // resolved; empty when no script
+  std::string http_listen;  // "HOST:PORT" for /health, /metrics, /v1/registrations; empty = off
 };
 
 // Loads and validates `path`, applying `overrides` ("a.b.c=value") on the returned table before

@@ -1,10 +1,12 @@
 // main.cpp — the relais process: command line, start-up, signals, orderly shutdown.
+#include <event2/event.h>
 #include <getopt.h>
 #include <sys/resource.h>
 
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <memory>
 #include <string>
 #include <vector>
@@ -12,6 +14,8 @@
 #include "authenticator.hpp"
 #include "config.hpp"
 #include "event_loop.hpp"
+#include "http_api.hpp"
+#include "metrics.hpp"
 #include "location_store.hpp"
 #include "log.hpp"
 #include "registrar.hpp"
@@ -30,6 +34,7 @@ void print_help() {
       "Usage:\n"
       "  relais --config FILE [--set key=value]...   run\n"
       "  relais --check FILE [--set key=value]...    validate config and scripts, then exit\n"
+      "  relais --config FILE --add-user USER:PASSWORD   provision a user in the store\n"
       "  relais --version | --help\n"
       "\n"
       "Options:\n"
@@ -37,6 +42,7 @@ void print_help() {
       "  -k, --check FILE      load FILE and its script; print file:line: message on error\n"
       "  -s, --set KEY=VALUE   override a config value, e.g. --set sip.listen=udp:127.0.0.1:5080\n"
       "                        (dotted keys; numbers and true/false converted; lists comma-separated)\n"
+      "  -u, --add-user U:P    store user U with password P (as HA1 hashes for the realm)\n"
       "  -V, --version         print the version\n"
       "  -h, --help            this text\n"
       "\n"
@@ -62,6 +68,53 @@ int check(const std::string& path, const std::vector<std::string>& overrides) {
   }
   printf("%s: ok\n", path.c_str());
   return 0;
+}
+
+// Provisions a user in the store (HA1s only, never the password) and exits.
+int add_user(const std::string& path, const std::vector<std::string>& overrides, const std::string& spec) {
+  size_t colon = spec.find(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == spec.size()) {
+    fprintf(stderr, "relais: --add-user expects USER:PASSWORD\n");
+    return 2;
+  }
+  Config cfg;
+  std::string error;
+  if (!load_config(path, overrides, cfg, error)) {
+    fprintf(stderr, "%s\n", error.c_str());
+    return 1;
+  }
+  EventLoop loop;
+  std::unique_ptr<LocationStore> store;
+  if (!loop.init(error) || !(store = open_location_store(cfg.store, loop.base(), error))) {
+    fprintf(stderr, "relais: %s\n", error.c_str());
+    return 1;
+  }
+  std::string user = spec.substr(0, colon), password = spec.substr(colon + 1);
+  UserRecord record{user, cfg.auth.realm, digest_ha1(DigestAlgorithm::md5, user, cfg.auth.realm, password),
+                    digest_ha1(DigestAlgorithm::sha256, user, cfg.auth.realm, password)};
+  // A Redis store may still be connecting: retry for a few seconds before giving up.
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    bool done = false;
+    error.clear();
+    store->put_user(record, [&](const std::string& e) {
+      error = e;
+      done = true;
+    });
+    timeval tick{0, 100000};
+    for (int i = 0; i < 50 && !done; ++i) {
+      event_base_loopexit(loop.base(), &tick);
+      event_base_dispatch(loop.base());
+    }
+    if (done && error.empty()) {
+      store->flush();
+      printf("user %s added to the %s store (realm %s)\n", user.c_str(), store->backend_name(), cfg.auth.realm.c_str());
+      return 0;
+    }
+    event_base_loopexit(loop.base(), &tick);
+    event_base_dispatch(loop.base());
+  }
+  fprintf(stderr, "relais: cannot add user: %s\n", error.empty() ? "store did not answer" : error.c_str());
+  return 1;
 }
 
 // More descriptors than the default 1024: every TCP phone holds one.
@@ -108,6 +161,24 @@ int run(const std::string& path, const std::vector<std::string>& overrides) {
     return 1;
   }
 
+  int64_t started = static_cast<int64_t>(time(nullptr));
+  std::unique_ptr<HttpApi> http;
+  if (!cfg.http_listen.empty()) {
+    http = std::make_unique<HttpApi>(loop, *store, [&] {
+      MetricsSnapshot m;
+      m.registrar = registrar.counters();
+      m.sip = stack->counters();
+      m.store_backend = store->backend_name();
+      m.node_id = cfg.node_id;
+      m.uptime_seconds = static_cast<int64_t>(time(nullptr)) - started;
+      return render_metrics(m);
+    });
+    if (!http->start(cfg.http_listen, error)) {
+      log_error("startup.failed").kv("error", error);
+      return 1;
+    }
+  }
+
   auto stop = [&](const char* why) {
     log_info("shutdown").kv("signal", why);
     loop.stop();
@@ -136,11 +207,13 @@ int run(const std::string& path, const std::vector<std::string>& overrides) {
   std::string listen;
   for (const ListenAddress& a : stack->listening()) listen += (listen.empty() ? "" : ",") + a.to_string();
   log_info("ready").kv("version", RELAIS_VERSION).kv("node", cfg.node_id).kv("listen", listen)
-      .kv("store", store->backend_name()).kv("domain", cfg.domain).kv("users", cfg.users.size());
+      .kv("store", store->backend_name()).kv("domain", cfg.domain).kv("users", cfg.users.size())
+      .kv("http", cfg.http_listen);
   loop.run();
 
   // Order matters: the store completes pending lookups (their requests get answered) while the
   // registrar and the SIP agent still exist; then the agent goes.
+  http.reset();
   store->flush();
   store.reset();
   stack.reset();
@@ -155,15 +228,17 @@ int main(int argc, char** argv) {
   static const option options[] = {
       {"config", required_argument, nullptr, 'c'}, {"check", required_argument, nullptr, 'k'},
       {"set", required_argument, nullptr, 's'},    {"version", no_argument, nullptr, 'V'},
-      {"help", no_argument, nullptr, 'h'},         {nullptr, 0, nullptr, 0}};
-  std::string config_path, check_path;
+      {"help", no_argument, nullptr, 'h'},         {"add-user", required_argument, nullptr, 'u'},
+      {nullptr, 0, nullptr, 0}};
+  std::string config_path, check_path, new_user;
   std::vector<std::string> overrides;
   int opt;
-  while ((opt = getopt_long(argc, argv, "c:k:s:Vh", options, nullptr)) != -1) {
+  while ((opt = getopt_long(argc, argv, "c:k:s:u:Vh", options, nullptr)) != -1) {
     switch (opt) {
       case 'c': config_path = optarg; break;
       case 'k': check_path = optarg; break;
       case 's': overrides.emplace_back(optarg); break;
+      case 'u': new_user = optarg; break;
       case 'V': printf("relais %s\n", RELAIS_VERSION); return 0;
       case 'h': print_help(); return 0;
       default: fprintf(stderr, "Try 'relais --help'.\n"); return 2;
@@ -178,5 +253,6 @@ int main(int argc, char** argv) {
     fprintf(stderr, "relais: --config FILE is required. Try 'relais --help'.\n");
     return 2;
   }
+  if (!new_user.empty()) return add_user(config_path, overrides, new_user);
   return run(config_path, overrides);
 }

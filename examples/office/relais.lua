@@ -8,7 +8,7 @@ return {
 
   sip = {
     -- "proto:host:port" entries (proto udp|tcp); IPv6 as udp:[::1]:5060
-    listen = { "udp:127.0.0.1:5060", "tcp:127.0.0.1:5060", "udp:[::1]:5060" },
+    listen = { "udp:0.0.0.0:5060", "tcp:0.0.0.0:5060", "udp:[::]:5060", "tcp:[::]:5060" },
     max_message_size = 65536,         -- bytes; larger requests get 413 / are dropped
   },
 
@@ -40,6 +40,9 @@ return {
     ["102"] = { password = "doctor-102",    name = "Dr. Bernard" },
     ["200"] = { password = "lab-200",       name = "Laboratory" },
   },
+
+  -- /health, /metrics (Prometheus) and /v1/registrations?aor=...; keep it off the internet.
+  http = { listen = "127.0.0.1:8089" },
 
   script = "dialplan.lua",            -- routing hooks, relative to this file
 }

@@ -121,10 +121,16 @@ def test(checks):
                         if pause:
                             time.sleep(pause)
                     resp = t.wait_response(timeout=wait)
+                    state = ""
+                    if resp is None:
+                        if not t.tcp_closed:
+                            t.recv_message(timeout=0.2)
+                        state = " (connection %s)" % ("closed by relais" if t.tcp_closed else
+                                                      "still open")
                 finally:
                     t.close()
                 got = SILENCE if resp is None else resp.status
-                line = "TCP %-45s sent %6d bytes -> %s" % (name, len(data), describe(resp))
+                line = "TCP %-45s sent %6d bytes -> %s%s" % (name, len(data), describe(resp), state)
                 results.append(line)
                 h.log(line)
                 if got not in accepted:

@@ -28,7 +28,7 @@ def test(checks):
         def sipp_registers():
             user = "101"
             res = h.run_sipp(target, os.path.join(h.SCENARIOS, "register_digest.xml"), [
-                "-s", user, "-au", user, "-ap", h.user_password(user), "-key", "domain", h.DOMAIN,
+                "-s", user, "-au", user, "-ap", h.user_password(user), "-key", "domain", h.DOMAIN, "-auth_uri", h.DOMAIN,
                 "-i", "127.0.0.1", "-p", str(h.free_port()), "-t", "u1", "-m", "1", "-l", "1"],
                 timeout=20)
             h.log(res.report())
@@ -46,7 +46,7 @@ def test(checks):
         def sipp_wrong_password():
             user = "102"
             res = h.run_sipp(target, os.path.join(h.SCENARIOS, "register_wrong_password.xml"), [
-                "-s", user, "-au", user, "-ap", "not-the-password", "-key", "domain", h.DOMAIN,
+                "-s", user, "-au", user, "-ap", "not-the-password", "-key", "domain", h.DOMAIN, "-auth_uri", h.DOMAIN,
                 "-i", "127.0.0.1", "-p", str(h.free_port()), "-t", "u1", "-m", "1", "-l", "1"],
                 timeout=20)
             h.log(res.report())

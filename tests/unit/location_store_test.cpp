@@ -81,52 +81,52 @@ struct Outcome {
   std::vector<Binding> bindings;
   std::optional<UserRecord> user;
 };
+using OutcomePtr = std::shared_ptr<Outcome>;
 
-std::shared_ptr<Outcome> wait(Loop& loop, const std::shared_ptr<Outcome>& o, const char* what) {
+LocationStore::LookupDone on_lookup(OutcomePtr o) {
+  return [o](const std::string& e, std::vector<Binding> b) {
+    ++o->calls;
+    o->error = e;
+    o->bindings = std::move(b);
+  };
+}
+LocationStore::SaveDone on_save(OutcomePtr o) {
+  return [o](const std::string& e) {
+    ++o->calls;
+    o->error = e;
+  };
+}
+LocationStore::UserDone on_user(OutcomePtr o) {
+  return [o](const std::string& e, std::optional<UserRecord> u) {
+    ++o->calls;
+    o->error = e;
+    o->user = std::move(u);
+  };
+}
+
+// Starts a request with `start(outcome)`, runs the loop until it completed, checks it did once.
+template <typename Start>
+OutcomePtr await(Loop& loop, const char* what, Start start) {
+  auto o = std::make_shared<Outcome>();
+  start(o);
   REQUIRE_MESSAGE(loop.run_until([&] { return o->calls > 0; }), what << " never completed");
   CHECK(o->calls == 1);
   return o;
 }
 
-std::shared_ptr<Outcome> lookup(Loop& loop, LocationStore& s, const std::string& aor,
-                                int64_t now = now_s()) {
-  auto o = std::make_shared<Outcome>();
-  s.lookup(aor, now, [o](const std::string& e, std::vector<Binding> b) {
-    ++o->calls;
-    o->error = e;
-    o->bindings = std::move(b);
-  });
-  return wait(loop, o, "lookup");
+OutcomePtr lookup(Loop& loop, LocationStore& s, const std::string& aor, int64_t now = now_s()) {
+  return await(loop, "lookup", [&](OutcomePtr o) { s.lookup(aor, now, on_lookup(o)); });
 }
-
-std::shared_ptr<Outcome> replace(Loop& loop, LocationStore& s, const std::string& aor,
-                                 std::vector<Binding> set) {
-  auto o = std::make_shared<Outcome>();
-  s.replace(aor, std::move(set), [o](const std::string& e) {
-    ++o->calls;
-    o->error = e;
-  });
-  return wait(loop, o, "replace");
+OutcomePtr replace(Loop& loop, LocationStore& s, const std::string& aor,
+                   std::vector<Binding> set) {
+  return await(loop, "replace", [&](OutcomePtr o) { s.replace(aor, std::move(set), on_save(o)); });
 }
-
-std::shared_ptr<Outcome> find_user(Loop& loop, LocationStore& s, const std::string& user,
-                                   const std::string& domain) {
-  auto o = std::make_shared<Outcome>();
-  s.find_user(user, domain, [o](const std::string& e, std::optional<UserRecord> u) {
-    ++o->calls;
-    o->error = e;
-    o->user = std::move(u);
-  });
-  return wait(loop, o, "find_user");
+OutcomePtr find_user(Loop& loop, LocationStore& s, const std::string& user,
+                     const std::string& domain) {
+  return await(loop, "find_user", [&](OutcomePtr o) { s.find_user(user, domain, on_user(o)); });
 }
-
-std::shared_ptr<Outcome> put_user(Loop& loop, LocationStore& s, const UserRecord& u) {
-  auto o = std::make_shared<Outcome>();
-  s.put_user(u, [o](const std::string& e) {
-    ++o->calls;
-    o->error = e;
-  });
-  return wait(loop, o, "put_user");
+OutcomePtr put_user(Loop& loop, LocationStore& s, const UserRecord& u) {
+  return await(loop, "put_user", [&](OutcomePtr o) { s.put_user(u, on_save(o)); });
 }
 
 Binding make_binding(const std::string& host, int64_t expires_at) {
@@ -202,7 +202,8 @@ class RedisServer {
     argv.push_back(nullptr);
     int rc = posix_spawnp(&pid_, "redis-server", nullptr, nullptr, argv.data(), environ);
     if (rc != 0) pid_ = -1;
-    REQUIRE_MESSAGE(rc == 0, "cannot start redis-server (is it on PATH?): " << std::string(std::strerror(rc)));
+    REQUIRE_MESSAGE(rc == 0, "cannot start redis-server (is it on PATH?): "
+                                 << std::string(std::strerror(rc)));
     auto deadline = std::chrono::steady_clock::now() + 10s;
     while (std::chrono::steady_clock::now() < deadline) {
       int status = 0;
@@ -239,42 +240,43 @@ class RedisServer {
   pid_t pid_ = -1;
 };
 
-// Each backend fixture owns its loop and store; `open` after `store.reset()` is a restart.
-struct SqliteBackend {
+struct SqliteEnv {
   TempDir dir;
-  Loop loop;
-  std::unique_ptr<LocationStore> store;
   StoreSettings settings() const {
     StoreSettings s;
-    s.backend = "sqlite";
     s.sqlite_path = dir.path + "/var/relais.db";
     s.sqlite_flush_ms = 50;
     return s;
   }
-  void open() {
-    std::string error;
-    store = relais::open_location_store(settings(), loop.base.get(), error);
-    REQUIRE_MESSAGE(store != nullptr, error);
-  }
 };
 
-struct RedisBackend {
+struct RedisEnv {
   TempDir dir;
   RedisServer server{dir.path};
-  Loop loop;
-  std::unique_ptr<LocationStore> store;
   StoreSettings settings() const {
     StoreSettings s;
     s.backend = "redis";
     s.redis_port = server.port();
     return s;
   }
+};
+
+// A backend under test: its environment outlives the loop, which outlives the store. `open`
+// again after `store.reset()` is a restart.
+template <typename Env>
+struct Backend {
+  Env env;
+  Loop loop;
+  std::unique_ptr<LocationStore> store;
+  Backend() { open(); }
   void open() {
     std::string error;
-    store = relais::open_location_store(settings(), loop.base.get(), error);
+    store = relais::open_location_store(env.settings(), loop.base.get(), error);
     REQUIRE_MESSAGE(store != nullptr, error);
   }
 };
+using SqliteBackend = Backend<SqliteEnv>;
+using RedisBackend = Backend<RedisEnv>;
 
 }  // namespace
 
@@ -283,18 +285,17 @@ TYPE_TO_STRING(RedisBackend);
 
 // ---- behaviours every backend shares ----
 
-TEST_CASE_TEMPLATE("a store returns no bindings for an unknown AoR", B, SqliteBackend, RedisBackend) {
+#define STORE_CASE(name) TEST_CASE_TEMPLATE(name, B, SqliteBackend, RedisBackend)
+
+STORE_CASE("a store returns no bindings for an unknown AoR") {
   B b;
-  b.open();
   auto r = lookup(b.loop, *b.store, "nobody@example.com");
   CHECK(r->error.empty());
   CHECK(r->bindings.empty());
 }
 
-TEST_CASE_TEMPLATE("a store returns replaced bindings with every field intact", B, SqliteBackend,
-                   RedisBackend) {
+STORE_CASE("a store returns replaced bindings with every field intact") {
   B b;
-  b.open();
   std::vector<Binding> set = {make_binding("10.0.0.6", now_s() + 300),
                               make_binding("10.0.0.5", now_s() + 3600)};
   set[1].attrs["note"] = "ünïcode ☎";
@@ -306,10 +307,8 @@ TEST_CASE_TEMPLATE("a store returns replaced bindings with every field intact", 
   CHECK(lookup(b.loop, *b.store, "101@example.com")->bindings.empty());
 }
 
-TEST_CASE_TEMPLATE("a store replaces the whole binding set of an AoR", B, SqliteBackend,
-                   RedisBackend) {
+STORE_CASE("a store replaces the whole binding set of an AoR") {
   B b;
-  b.open();
   replace(b.loop, *b.store, "100@example.com",
           {make_binding("10.0.0.5", now_s() + 60), make_binding("10.0.0.6", now_s() + 60)});
   std::vector<Binding> second = {make_binding("10.0.0.7", now_s() + 60)};
@@ -317,10 +316,8 @@ TEST_CASE_TEMPLATE("a store replaces the whole binding set of an AoR", B, Sqlite
   CHECK(lookup(b.loop, *b.store, "100@example.com")->bindings == second);
 }
 
-TEST_CASE_TEMPLATE("a store removes an AoR replaced with an empty set", B, SqliteBackend,
-                   RedisBackend) {
+STORE_CASE("a store removes an AoR replaced with an empty set") {
   B b;
-  b.open();
   replace(b.loop, *b.store, "100@example.com", {make_binding("10.0.0.5", now_s() + 60)});
   CHECK(replace(b.loop, *b.store, "100@example.com", {})->error.empty());
   CHECK(lookup(b.loop, *b.store, "100@example.com")->bindings.empty());
@@ -329,9 +326,8 @@ TEST_CASE_TEMPLATE("a store removes an AoR replaced with an empty set", B, Sqlit
   CHECK(lookup(b.loop, *b.store, "100@example.com")->bindings.empty());
 }
 
-TEST_CASE_TEMPLATE("a store does not return expired bindings", B, SqliteBackend, RedisBackend) {
+STORE_CASE("a store does not return expired bindings") {
   B b;
-  b.open();
   int64_t now = now_s();
   Binding live = make_binding("10.0.0.5", now + 60);
   replace(b.loop, *b.store, "100@example.com", {make_binding("10.0.0.4", now - 1), live,
@@ -344,10 +340,8 @@ TEST_CASE_TEMPLATE("a store does not return expired bindings", B, SqliteBackend,
   CHECK(lookup(b.loop, *b.store, "200@example.com", now)->bindings.empty());
 }
 
-TEST_CASE_TEMPLATE("a store round-trips users through put and find", B, SqliteBackend,
-                   RedisBackend) {
+STORE_CASE("a store round-trips users through put and find") {
   B b;
-  b.open();
   UserRecord u{"100", "example.com", "0123456789abcdef0123456789abcdef", std::string(64, 'e')};
   CHECK(put_user(b.loop, *b.store, u)->error.empty());
   auto r = find_user(b.loop, *b.store, "100", "example.com");
@@ -360,19 +354,15 @@ TEST_CASE_TEMPLATE("a store round-trips users through put and find", B, SqliteBa
   CHECK_FALSE(find_user(b.loop, *b.store, "100", "other.example.com")->user.has_value());
 }
 
-TEST_CASE_TEMPLATE("a store answers an unknown user with nullopt and no error", B, SqliteBackend,
-                   RedisBackend) {
+STORE_CASE("a store answers an unknown user with nullopt and no error") {
   B b;
-  b.open();
   auto r = find_user(b.loop, *b.store, "ghost", "example.com");
   CHECK(r->error.empty());
   CHECK_FALSE(r->user.has_value());
 }
 
-TEST_CASE_TEMPLATE("a store keeps its data across close and reopen", B, SqliteBackend,
-                   RedisBackend) {
+STORE_CASE("a store keeps its data across close and reopen") {
   B b;
-  b.open();
   std::vector<Binding> set = {make_binding("10.0.0.5", now_s() + 600)};
   UserRecord u{"100", "example.com", std::string(32, 'a'), std::string(64, 'b')};
   replace(b.loop, *b.store, "100@example.com", set);
@@ -399,85 +389,80 @@ int64_t count_rows(const std::string& path, const char* sql) {
   return sqlite3_column_int64(s, 0);
 }
 
-std::unique_ptr<relais::SqliteStore> open_sqlite(Loop& loop, const std::string& path, int flush_ms) {
-  StoreSettings s;
-  s.sqlite_path = path;
-  s.sqlite_flush_ms = flush_ms;
-  std::string error;
-  auto store = relais::SqliteStore::open(s, loop.base.get(), error);
-  REQUIRE_MESSAGE(store != nullptr, error);
-  return store;
-}
+// A SqliteStore on a fresh file, opened directly to reach its flush/purge controls.
+struct SqliteFile {
+  TempDir dir;
+  Loop loop;
+  std::string path = dir.path + "/relais.db";
+  std::unique_ptr<relais::SqliteStore> store;
+  explicit SqliteFile(int flush_ms) { open(flush_ms); }
+  void open(int flush_ms) {
+    StoreSettings s;
+    s.sqlite_path = path;
+    s.sqlite_flush_ms = flush_ms;
+    std::string error;
+    store = relais::SqliteStore::open(s, loop.base.get(), error);
+    REQUIRE_MESSAGE(store != nullptr, error);
+  }
+};
 
 constexpr const char* kCountBindings = "SELECT count(*) FROM bindings";
 
 }  // namespace
 
 TEST_CASE("the sqlite store writes queued changes when destroyed without an explicit flush") {
-  TempDir dir;
-  Loop loop;
-  std::string path = dir.path + "/relais.db";
-  auto store = open_sqlite(loop, path, 60'000);
+  SqliteFile f(60'000);
   std::vector<Binding> set = {make_binding("10.0.0.5", now_s() + 600)};
-  replace(loop, *store, "100@example.com", set);
-  CHECK(store->queued_changes() == 1);
-  store.reset();
-  store = open_sqlite(loop, path, 60'000);
-  CHECK(lookup(loop, *store, "100@example.com")->bindings == set);
+  replace(f.loop, *f.store, "100@example.com", set);
+  CHECK(f.store->queued_changes() == 1);
+  f.store.reset();
+  f.open(60'000);
+  CHECK(lookup(f.loop, *f.store, "100@example.com")->bindings == set);
 }
 
 TEST_CASE("the sqlite store batches changes and writes them when its flush timer fires") {
-  TempDir dir;
-  Loop loop;
-  std::string path = dir.path + "/relais.db";
-  auto store = open_sqlite(loop, path, 20);
+  SqliteFile f(20);
   for (int i = 0; i < 50; ++i) {
-    replace(loop, *store, std::to_string(i) + "@example.com",
+    replace(f.loop, *f.store, std::to_string(i) + "@example.com",
             {make_binding("10.0.0.5", now_s() + 600)});
   }
-  put_user(loop, *store, UserRecord{"100", "example.com", "aa", "bb"});
-  CHECK(store->queued_changes() == 51);
-  CHECK(count_rows(path, kCountBindings) == 0);  // nothing written inside the calls
-  REQUIRE(loop.run_until([&] { return store->queued_changes() == 0; }, 2000ms));
-  CHECK(count_rows(path, kCountBindings) == 50);
-  CHECK(count_rows(path, "SELECT count(*) FROM users") == 1);
+  put_user(f.loop, *f.store, UserRecord{"100", "example.com", "aa", "bb"});
+  CHECK(f.store->queued_changes() == 51);
+  CHECK(count_rows(f.path, kCountBindings) == 0);  // nothing written inside the calls
+  REQUIRE(f.loop.run_until([&] { return f.store->queued_changes() == 0; }, 2000ms));
+  CHECK(count_rows(f.path, kCountBindings) == 50);
+  CHECK(count_rows(f.path, "SELECT count(*) FROM users") == 1);
 }
 
 TEST_CASE("the sqlite store keeps changes queued when a flush fails and writes them later") {
-  TempDir dir;
-  Loop loop;
-  std::string path = dir.path + "/relais.db";
-  auto store = open_sqlite(loop, path, 60'000);
+  SqliteFile f(60'000);
   sqlite3* other = nullptr;
-  REQUIRE(sqlite3_open(path.c_str(), &other) == SQLITE_OK);
+  REQUIRE(sqlite3_open(f.path.c_str(), &other) == SQLITE_OK);
   std::unique_ptr<sqlite3, decltype(&sqlite3_close_v2)> guard(other, &sqlite3_close_v2);
   REQUIRE(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
 
-  replace(loop, *store, "100@example.com", {make_binding("10.0.0.5", now_s() + 600)});
-  store->flush();  // the write lock is taken: logs store.flush_failed
-  CHECK(store->queued_changes() == 1);
-  CHECK(lookup(loop, *store, "100@example.com")->bindings.size() == 1);
+  replace(f.loop, *f.store, "100@example.com", {make_binding("10.0.0.5", now_s() + 600)});
+  f.store->flush();  // the write lock is taken: logs store.flush_failed
+  CHECK(f.store->queued_changes() == 1);
+  CHECK(lookup(f.loop, *f.store, "100@example.com")->bindings.size() == 1);
 
   REQUIRE(sqlite3_exec(other, "COMMIT", nullptr, nullptr, nullptr) == SQLITE_OK);
-  store->flush();
-  CHECK(store->queued_changes() == 0);
-  CHECK(count_rows(path, kCountBindings) == 1);
+  f.store->flush();
+  CHECK(f.store->queued_changes() == 0);
+  CHECK(count_rows(f.path, kCountBindings) == 1);
 }
 
 TEST_CASE("the sqlite store purges expired bindings from memory and file") {
-  TempDir dir;
-  Loop loop;
-  std::string path = dir.path + "/relais.db";
-  auto store = open_sqlite(loop, path, 60'000);
+  SqliteFile f(60'000);
   int64_t now = now_s();
-  replace(loop, *store, "short@example.com", {make_binding("10.0.0.5", now + 5)});
-  replace(loop, *store, "long@example.com", {make_binding("10.0.0.6", now + 600)});
-  store->flush();
-  REQUIRE(count_rows(path, kCountBindings) == 2);
-  store->purge_expired(now + 10);
-  CHECK(lookup(loop, *store, "short@example.com", now)->bindings.empty());
-  CHECK(lookup(loop, *store, "long@example.com", now)->bindings.size() == 1);
-  CHECK(count_rows(path, kCountBindings) == 1);
+  replace(f.loop, *f.store, "short@example.com", {make_binding("10.0.0.5", now + 5)});
+  replace(f.loop, *f.store, "long@example.com", {make_binding("10.0.0.6", now + 600)});
+  f.store->flush();
+  REQUIRE(count_rows(f.path, kCountBindings) == 2);
+  f.store->purge_expired(now + 10);
+  CHECK(lookup(f.loop, *f.store, "short@example.com", now)->bindings.empty());
+  CHECK(lookup(f.loop, *f.store, "long@example.com", now)->bindings.size() == 1);
+  CHECK(count_rows(f.path, kCountBindings) == 1);
 }
 
 TEST_CASE("the sqlite store without an event loop writes every change through") {
@@ -494,13 +479,14 @@ TEST_CASE("the sqlite store without an event loop writes every change through") 
 }
 
 TEST_CASE("the sqlite store creates the parent directory and a versioned schema") {
-  TempDir dir;
-  Loop loop;
-  std::string path = dir.path + "/a/b/c/relais.db";
-  open_sqlite(loop, path, 50).reset();
-  CHECK(std::filesystem::exists(path));
-  CHECK(count_rows(path, "PRAGMA user_version") == 1);
-  CHECK(count_rows(path, "SELECT count(*) FROM pragma_journal_mode WHERE journal_mode='wal'") == 1);
+  SqliteFile f(50);
+  f.store.reset();
+  f.path = f.dir.path + "/a/b/c/relais.db";
+  f.open(50);
+  CHECK(std::filesystem::exists(f.path));
+  CHECK(count_rows(f.path, "PRAGMA user_version") == 1);
+  CHECK(count_rows(f.path, "SELECT count(*) FROM pragma_journal_mode WHERE journal_mode='wal'") ==
+        1);
 }
 
 TEST_CASE("opening the sqlite store on a file that is not a database fails with a message") {
@@ -534,11 +520,10 @@ TEST_CASE("opening a location store with an unknown backend fails with a message
 
 TEST_CASE("the redis store gives an AoR key a TTL until its last binding expires") {
   RedisBackend b;
-  b.open();
   int64_t now = now_s();
   replace(b.loop, *b.store, "100@example.com",
           {make_binding("10.0.0.5", now + 30), make_binding("10.0.0.6", now + 100)});
-  SyncRedis r(b.server.port());
+  SyncRedis r(b.env.server.port());
   REQUIRE(r.ok());
   auto ttl = r.cmd({"PTTL", "relais:loc:100@example.com"});
   REQUIRE(ttl);
@@ -551,9 +536,8 @@ TEST_CASE("the redis store gives an AoR key a TTL until its last binding expires
 
 TEST_CASE("two redis store nodes see each other's writes") {
   RedisBackend b;
-  b.open();
   std::string error;
-  auto node_b = relais::open_location_store(b.settings(), b.loop.base.get(), error);
+  auto node_b = relais::open_location_store(b.env.settings(), b.loop.base.get(), error);
   REQUIRE(node_b);
   std::vector<Binding> set = {make_binding("10.0.0.5", now_s() + 600)};
   replace(b.loop, *b.store, "100@example.com", set);
@@ -567,19 +551,15 @@ TEST_CASE("two redis store nodes see each other's writes") {
 
 TEST_CASE("the redis store fails requests while redis is down and recovers when it is back") {
   RedisBackend b;
-  b.open();
   auto* redis = dynamic_cast<relais::RedisStore*>(b.store.get());
   REQUIRE(redis);
   REQUIRE(b.loop.run_until([&] { return redis->connected(); }));
 
-  // Sent before the server dies, answered by the drop: an error, exactly once.
-  auto in_flight = std::make_shared<Outcome>();
-  b.store->lookup("100@example.com", now_s(), [in_flight](const std::string& e, auto) {
-    ++in_flight->calls;
-    in_flight->error = e;
+  // Queued before the server dies, answered by the drop: an error, exactly once.
+  OutcomePtr in_flight = await(b.loop, "in-flight lookup", [&](OutcomePtr o) {
+    b.store->lookup("100@example.com", now_s(), on_lookup(o));
+    b.env.server.stop();
   });
-  b.server.stop();
-  wait(b.loop, in_flight, "in-flight lookup");
   CHECK_FALSE(in_flight->error.empty());
   b.loop.run_for(200ms);
   CHECK(in_flight->calls == 1);
@@ -592,7 +572,7 @@ TEST_CASE("the redis store fails requests while redis is down and recovers when 
   CHECK_FALSE(put_user(b.loop, *b.store, UserRecord{"1", "d", "a", "b"})->error.empty());
 
   b.loop.run_for(1500ms);  // let the backoff grow past its first steps
-  b.server.start();
+  b.env.server.start();
   REQUIRE(b.loop.run_until([&] { return redis->connected(); }, 10'000ms));
   std::vector<Binding> set = {make_binding("10.0.0.5", now_s() + 600)};
   CHECK(replace(b.loop, *b.store, "100@example.com", set)->error.empty());
@@ -603,22 +583,19 @@ TEST_CASE("the redis store completes requests in flight with an error when destr
   RedisBackend b;
   for (bool wait_connected : {false, true}) {
     CAPTURE(wait_connected);
-    b.open();
+    if (!b.store) b.open();
     auto* redis = dynamic_cast<relais::RedisStore*>(b.store.get());
     if (wait_connected) REQUIRE(b.loop.run_until([&] { return redis->connected(); }));
-    auto o = std::make_shared<Outcome>();
-    b.store->lookup("100@example.com", now_s(), [o](const std::string& e, auto) {
-      ++o->calls;
-      o->error = e;
-    });
-    b.store->replace("100@example.com", {make_binding("10.0.0.5", now_s() + 60)},
-                     [o](const std::string&) { ++o->calls; });
-    CHECK(o->calls == 0);
+    auto looked = std::make_shared<Outcome>(), saved = std::make_shared<Outcome>();
+    b.store->lookup("100@example.com", now_s(), on_lookup(looked));
+    b.store->replace("100@example.com", {make_binding("10.0.0.5", now_s() + 60)}, on_save(saved));
+    CHECK(looked->calls + saved->calls == 0);
     b.store.reset();
-    CHECK(o->calls == 2);
-    CHECK(o->error == "redis unavailable");
     b.loop.run_for(100ms);
-    CHECK(o->calls == 2);
+    CHECK(looked->calls == 1);
+    CHECK(saved->calls == 1);
+    CHECK(looked->error == "redis unavailable");
+    CHECK(saved->error == "redis unavailable");
   }
 }
 

@@ -1,0 +1,42 @@
+// metrics.cpp — counters as Prometheus text format 0.0.4.
+#include "metrics.hpp"
+
+namespace relais {
+
+namespace {
+
+void counter(std::string& out, const char* name, const char* help, const char* labels, uint64_t value, bool header = true) {
+  if (header) {
+    out += std::string("# HELP ") + name + " " + help + "\n";
+    out += std::string("# TYPE ") + name + " counter\n";
+  }
+  out += name;
+  if (labels && *labels) out += std::string("{") + labels + "}";
+  out += " " + std::to_string(value) + "\n";
+}
+
+}  // namespace
+
+std::string render_metrics(const MetricsSnapshot& m) {
+  std::string out;
+  out.reserve(2048);
+  const char* reg = "relais_register_total";
+  const char* reg_help = "REGISTER requests by outcome";
+  counter(out, reg, reg_help, "result=\"ok\"", m.registrar.ok);
+  counter(out, reg, reg_help, "result=\"challenged\"", m.registrar.challenged, false);
+  counter(out, reg, reg_help, "result=\"auth_failed\"", m.registrar.auth_failed, false);
+  counter(out, reg, reg_help, "result=\"rejected\"", m.registrar.rejected, false);
+  counter(out, reg, reg_help, "result=\"error\"", m.registrar.errors, false);
+  counter(out, "relais_sip_requests_total", "SIP requests received", "", m.sip.requests);
+  counter(out, "relais_sip_bad_messages_total", "Malformed SIP messages refused or dropped by the parser", "", m.sip.bad_messages);
+  out += "# HELP relais_sip_server_transactions Server transactions alive (including lingering)\n";
+  out += "# TYPE relais_sip_server_transactions gauge\n";
+  out += "relais_sip_server_transactions " + std::to_string(m.sip.server_transactions) + "\n";
+  out += "# HELP relais_uptime_seconds Seconds since start\n# TYPE relais_uptime_seconds gauge\n";
+  out += "relais_uptime_seconds " + std::to_string(m.uptime_seconds) + "\n";
+  out += "# HELP relais_info Build and node information\n# TYPE relais_info gauge\n";
+  out += "relais_info{version=\"" RELAIS_VERSION "\",node=\"" + m.node_id + "\",store=\"" + m.store_backend + "\"} 1\n";
+  return out;
+}
+
+}  // namespace relais

@@ -1,0 +1,22 @@
+// metrics.hpp — Prometheus text exposition of relais's counters.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "registrar.hpp"
+#include "sip_stack.hpp"
+
+namespace relais {
+
+struct MetricsSnapshot {
+  RegistrarCounters registrar;
+  SipCounters sip;
+  std::string store_backend;
+  std::string node_id;
+  int64_t uptime_seconds = 0;
+};
+
+std::string render_metrics(const MetricsSnapshot& m);
+
+}  // namespace relais
