@@ -161,6 +161,13 @@ class OptionsProbe:
         self.sock.close()
 
 
+def machine_busy_ticks():
+    """user+nice+system jiffies of all cores (irq/softirq left out)"""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return v[0] + v[1] + v[2]
+
+
 def background_cpu(seconds=0.5):
     """CPU% (of one core) used on the whole machine while nothing of the bench is running"""
     def busy():
@@ -413,9 +420,14 @@ class Clients:
         drops0 = udp_socket_drops(server.port)
         rcvbuf0 = udp_rcvbuf_errors()
         sleep_until(ta, procs)
-        cpu_a, core_a, ta = server.cpu_ticks(), core_busy_ticks(self.args.client_cpu), time.time()
+        ours = [os.getpid()] + [d for p in procs for d in descendants(p.pid)]
+
+        def sample():
+            return (server.cpu_ticks(), core_busy_ticks(self.args.client_cpu),
+                    sum(proc_cpu_ticks(p) for p in ours), machine_busy_ticks(), time.time())
+        cpu_a, core_a, ours_a, all_a, ta = sample()
         sleep_until(tb, procs)
-        cpu_b, core_b, tb = server.cpu_ticks(), core_busy_ticks(self.args.client_cpu), time.time()
+        cpu_b, core_b, ours_b, all_b, tb = sample()
         rcs = [p.wait() for p in procs]
         drops = udp_socket_drops(server.port) - drops0
         rcvbuf = udp_rcvbuf_errors() - rcvbuf0
@@ -447,6 +459,8 @@ class Clients:
             server_cpu_pct=100.0 * (cpu_b - cpu_a) / CLK_TCK / span,
             cpu_ms_per_1000=(1000.0 * (cpu_b - cpu_a) / CLK_TCK) / (succ / 1000.0) if succ else float("nan"),
             client_core_pct=100.0 * (core_b[0] - core_a[0]) / max(1, core_b[1] - core_a[1]),
+            # CPU of everything else on the machine during the window (should be ~0)
+            other_cpu_pct=100.0 * ((all_b - all_a) - (cpu_b - cpu_a) - (ours_b - ours_a)) / CLK_TCK / span,
             socket_drops=drops, rcvbuf_errors=rcvbuf, errs=errs)
         done = res["success"] + res["failed"]
         res["failed_frac"] = res["failed"] / done if done else 1.0
@@ -631,20 +645,21 @@ def report(args, servers, results, elapsed):
         print(f"   saturation: -r 30000 -l N per client, {args.duration:.0f} s, rate over the steady window")
         for i, tries in enumerate(results[name]["sat"]):
             for r in tries:
-                busy.append(r.get("background", 0))
+                busy.append(max(r.get("background", 0), r.get("other_cpu_pct", 0)))
                 if not r["ok"]:
                     print(f"     run {i + 1}: sipp failed: {'; '.join(r['notes'])}")
                     continue
                 print(f"     run {i + 1}: {fmt_rate(r['rate']):>7} reg/s {'clean' if r['clean'] else 'UNCLEAN':7} "
                       f"-l {r['limit']:<3} failed {r['failed']} ({100 * r['failed_frac']:.3f}%) "
                       f"retrans {r['retrans']} server-socket drops {r['socket_drops']} | "
-                      f"server CPU {r['server_cpu_pct']:.0f}% sipp core {r['client_core_pct']:.0f}% | "
+                      f"server CPU {r['server_cpu_pct']:.0f}% sipp core {r['client_core_pct']:.0f}% "
+                      f"others {r['other_cpu_pct']:.0f}% | "
                       f"{r['cpu_ms_per_1000']:.1f} ms CPU/1000")
         best = best_clean(results[name]["sat"])
         print(f"   fixed rate {fixed:,}/s offered open loop ({args.fixed_duration:.0f} s): CPU per 1000 registrations")
         cpu = []
         for i, r in enumerate(results[name]["fixed"]):
-            busy.append(r.get("background", 0))
+            busy.append(max(r.get("background", 0), r.get("other_cpu_pct", 0)))
             if not r["ok"]:
                 print(f"     run {i + 1}: sipp failed: {'; '.join(r['notes'])}")
                 continue
@@ -682,8 +697,8 @@ def report(args, servers, results, elapsed):
     if sat and max(t["client_core_pct"] for t in sat) > 90:
         print("   note: the sipp core was > 90% busy in some saturation runs: those rates may be client-bound")
     if busy and max(busy) > 10:
-        print(f"   WARNING: other processes used up to {max(busy):.0f}% of a core between runs: "
-              "the machine was not idle, results are unreliable")
+        print(f"   WARNING: other processes used up to {max(busy):.0f}% of a core during or between "
+              "runs: the machine was not idle, results are unreliable")
 
 
 if __name__ == "__main__":

@@ -343,6 +343,30 @@ def ipv6_check(checks):
     checks.run("IPv6 [::1] UDP (listen list given as comma string via --set)", run)
 
 
+LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:?\d\d)? "
+                      r"level=(debug|info|warn|error) event=[A-Za-z0-9_.\-]+( |$)")
+
+
+def log_format_check(checks, instances):
+    def run():
+        bad, events = [], 0
+        for r in instances:
+            for line in r.log_lines():
+                if line.startswith("###"):
+                    continue  # the harness's own markers
+                if LOG_LINE.match(line):
+                    events += 1
+                else:
+                    bad.append("%s: %s" % (r.name, line))
+        if bad:
+            h.fail("%d log lines are not '<iso-ts> level=L event=NAME key=value...':\n%s" % (
+                len(bad), "\n".join(bad[:20])))
+        if events < 10:
+            h.fail("only %d event lines logged for a whole registrar session" % events)
+
+    checks.run("every log line is '<iso-ts> level=... event=... key=value'", run)
+
+
 def test(checks):
     main = h.Relais(name="rules", script=HOOK_SCRIPT,
                     config={"registrar": {"default_expires": 1800}})
@@ -355,6 +379,7 @@ def test(checks):
     with short:
         short_timers_checks(checks, short)
     ipv6_check(checks)
+    log_format_check(checks, [main, short])
 
 
 if __name__ == "__main__":

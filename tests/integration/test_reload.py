@@ -44,9 +44,28 @@ def test(checks):
             h.expect_contacts(h.bindings_of(q, "101"), {kept: (280, 300)},
                               "binding made before the reload")
 
+        def broken_reload():
+            # DESIGN.md: a config/script that fails to load on SIGHUP keeps the old one running
+            # and logs file:line.
+            good_text = open(relais.config_path).read()
+            relais.write_config(good_text.replace("return {", "return {{", 1))  # syntax error
+            mark = relais.log_mark()
+            relais.signal(signal.SIGHUP)
+            line = h.wait_until(lambda: [l for l in relais.log_since(mark)
+                                         if "relais.lua:" in l], timeout=5,
+                                what="a file:line message about the broken config")
+            h.log("broken reload logged: %s" % line[0])
+            if not relais.alive():
+                h.fail("relais exited on SIGHUP with a broken config")
+            r, _ = c.register("300", "pw-300-new", contacts=["<sip:300@127.0.0.1:41202>"],
+                              expires=300)
+            h.expect_status(r, 200, "REGISTER with the users of the last good config")
+            relais.write_config(good_text)
+
         checks.run("before reload: 101 registers, unknown 300 refused", before)
         checks.run("SIGHUP logs event=reload", reload_)
         checks.run("after reload: new user and new password work, bindings kept", after)
+        checks.run("SIGHUP with a broken config keeps the old one, logs file:line", broken_reload)
         c.close()
         q.close()
         if not relais.alive():
