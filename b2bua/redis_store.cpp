@@ -77,6 +77,9 @@ void RedisStore::connect() {
     return;
   }
   ac->data = this;
+  // A peer that vanished without a FIN (host down, NAT state lost) is found by keepalive probes
+  // instead of holding requests until the next write fails.
+  redisEnableKeepAlive(&ac->c);
   redisLibeventAttach(ac, loop_);
   redisAsyncSetConnectCallback(ac, &RedisStore::on_connect);
   redisAsyncSetDisconnectCallback(ac, &RedisStore::on_disconnect);

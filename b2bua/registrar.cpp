@@ -251,7 +251,7 @@ void Registrar::answer_ok(const SipRequestPtr& request, const std::string& aor, 
     if (!contacts.empty()) contacts += ", ";
     contacts += "<" + b.contact + ">;expires=" + std::to_string(std::max<int64_t>(0, b.expires_at - now));
     if (b.q_milli >= 0) {
-      char q[16];
+      char q[32];
       snprintf(q, sizeof q, ";q=%d.%03d", b.q_milli / 1000, b.q_milli % 1000);
       contacts += q;
     }

@@ -628,3 +628,25 @@ TEST_CASE("the redis store authenticates and selects its database") {
   REQUIRE(refused);
   CHECK_FALSE(lookup(loop, *refused, "100@example.com")->error.empty());
 }
+
+TEST_CASE("the redis store gives up on a server that accepts but never answers") {
+  // A bare listening socket: the kernel completes the TCP handshake, nothing ever replies.
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  std::unique_ptr<int, void (*)(int*)> guard(&fd, [](int* p) { close(*p); });
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  REQUIRE(listen(fd, 16) == 0);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  Loop loop;
+  StoreSettings s;
+  s.backend = "redis";
+  s.redis_port = ntohs(a.sin_port);
+  s.redis_password = "never-answered";
+  std::string error;
+  auto store = relais::open_location_store(s, loop.base.get(), error);
+  REQUIRE(store);
+  CHECK(lookup(loop, *store, "100@example.com")->error == "redis unavailable");
+}
