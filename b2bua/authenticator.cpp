@@ -52,14 +52,20 @@ void Authenticator::set_users(const Config& cfg) {
     Hashes h;
     h.md5 = !user.ha1_md5.empty() ? user.ha1_md5 : user.password.empty() ? "" : digest_ha1(DigestAlgorithm::md5, name, realm_, user.password);
     h.sha256 = !user.ha1_sha256.empty() ? user.ha1_sha256 : user.password.empty() ? "" : digest_ha1(DigestAlgorithm::sha256, name, realm_, user.password);
+    h.algorithms = user.algorithms;
     users_[name] = std::move(h);
   }
 }
 
-std::vector<std::string> Authenticator::challenges(int64_t now, bool stale) const {
+const std::vector<DigestAlgorithm>& Authenticator::algorithms_for(const std::string& user) const {
+  auto it = users_.find(user);
+  return it != users_.end() && !it->second.algorithms.empty() ? it->second.algorithms : algorithms_;
+}
+
+std::vector<std::string> Authenticator::challenges(int64_t now, bool stale, const std::string& user) const {
   std::vector<std::string> out;
   std::string nonce = nonces_.issue(now);
-  for (DigestAlgorithm alg : algorithms_) {
+  for (DigestAlgorithm alg : algorithms_for(user)) {
     std::string h = "Digest realm=\"" + realm_ + "\", nonce=\"" + nonce + "\", algorithm=" + digest_algorithm_name(alg) +
                     ", qop=\"auth\"";
     if (stale) h += ", stale=true";
@@ -80,7 +86,8 @@ void Authenticator::verify(const sip_t* sip, int64_t now, Done done) {
   if (!bad.empty()) return done({Verdict::bad_request, bad, creds->username});
 
   auto alg = parse_digest_algorithm(creds->algorithm);
-  if (std::find(algorithms_.begin(), algorithms_.end(), *alg) == algorithms_.end())
+  const std::vector<DigestAlgorithm>& offered = algorithms_for(creds->username);
+  if (std::find(offered.begin(), offered.end(), *alg) == offered.end())
     return done({Verdict::challenge, "algorithm not offered", creds->username});
   switch (nonces_.check(creds->nonce, now)) {
     case NonceIssuer::Check::invalid:

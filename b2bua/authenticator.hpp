@@ -33,8 +33,9 @@ class Authenticator {
   // `done` may run before verify returns (config users, SQLite) or later (Redis).
   void verify(const sip_t* sip, int64_t now, Done done);
 
-  // WWW-Authenticate values, one per configured algorithm in preference order.
-  std::vector<std::string> challenges(int64_t now, bool stale) const;
+  // WWW-Authenticate values, one per algorithm offered to `user` (its own list from config,
+  // else auth.algorithms) in preference order.
+  std::vector<std::string> challenges(int64_t now, bool stale, const std::string& user) const;
 
   const std::string& realm() const { return realm_; }
 
@@ -42,7 +43,9 @@ class Authenticator {
   struct Hashes {
     std::string md5;
     std::string sha256;
+    std::vector<DigestAlgorithm> algorithms;  // empty = the global list
   };
+  const std::vector<DigestAlgorithm>& algorithms_for(const std::string& user) const;
   void check_response(const sip_t* sip, const struct DigestCredentials& creds, const Hashes& hashes,
                       int64_t now, const Done& done);
 

@@ -150,6 +150,18 @@ std::string default_node_id() {
   return host;
 }
 
+std::vector<DigestAlgorithm> read_algorithms(const TableReader& table) {
+  std::vector<std::string> names;
+  table.list("algorithms", names);
+  std::vector<DigestAlgorithm> out;
+  for (const std::string& name : names) {
+    auto alg = parse_digest_algorithm(name);
+    if (!alg || name.empty()) table.fail("algorithms", "unknown algorithm '" + name + "' (SHA-256 or MD5)");
+    out.push_back(*alg);
+  }
+  return out;
+}
+
 void read_users(lua_State* L, TableReader& top, Config& cfg) {
   if (!top.enter("users")) return;
   lua_pushnil(L);
@@ -166,6 +178,7 @@ void read_users(lua_State* L, TableReader& top, Config& cfg) {
     entry.string("ha1_md5", user.ha1_md5);
     entry.string("ha1_sha256", user.ha1_sha256);
     entry.string("name", user.display);
+    user.algorithms = read_algorithms(entry);
     if (user.password.empty() && user.ha1_md5.empty() && user.ha1_sha256.empty())
       entry.fail("password", "missing (give password or ha1_md5/ha1_sha256)");
     cfg.users[name] = std::move(user);
@@ -215,16 +228,8 @@ void read_config(lua_State* L, Config& cfg) {
   if (top.enter("auth")) {
     TableReader auth(L, "auth.");
     auth.string("realm", cfg.auth.realm);
-    std::vector<std::string> algorithms;
-    auth.list("algorithms", algorithms);
-    if (!algorithms.empty()) {
-      cfg.auth.algorithms.clear();
-      for (const std::string& name : algorithms) {
-        auto alg = parse_digest_algorithm(name);
-        if (!alg || name.empty()) auth.fail("algorithms", "unknown algorithm '" + name + "' (SHA-256 or MD5)");
-        cfg.auth.algorithms.push_back(*alg);
-      }
-    }
+    std::vector<DigestAlgorithm> algorithms = read_algorithms(auth);
+    if (!algorithms.empty()) cfg.auth.algorithms = algorithms;
     auth.integer("nonce_ttl", cfg.auth.nonce_ttl, 1, 86400);
     auth.string("secret", cfg.auth.secret);
     top.leave();

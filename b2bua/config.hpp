@@ -29,7 +29,9 @@ struct RegistrarSettings {
 
 struct AuthSettings {
   std::string realm;  // defaults to the domain
-  std::vector<DigestAlgorithm> algorithms{DigestAlgorithm::sha256, DigestAlgorithm::md5};
+  // MD5 alone by default: sipp 3.6.1 and baresip 1.0.0 (and many deployed phones) fail as soon
+  // as any challenge is SHA-256, even with an MD5 one beside it (measured, docs/decisions.md).
+  std::vector<DigestAlgorithm> algorithms{DigestAlgorithm::md5};
   int nonce_ttl = 300;
   std::string secret;
 };
@@ -40,6 +42,7 @@ struct UserConfig {
   std::string password;  // plain; or the pre-hashed forms below
   std::string ha1_md5;
   std::string ha1_sha256;
+  std::vector<DigestAlgorithm> algorithms;  // challenges for this user; empty = auth.algorithms
 };
 
 struct Config {

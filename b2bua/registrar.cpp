@@ -282,7 +282,7 @@ void Registrar::challenge(const SipRequestPtr& request, bool stale, const std::s
   ++counters_.challenged;
   log_debug("register.challenge").kv("aor", aor).kv("stale", stale ? "true" : "false").kv("why", why)
       .kv("call_id", request->call_id());
-  std::vector<std::string> headers = auth_.challenges(unix_now(), stale);
+  std::vector<std::string> headers = auth_.challenges(unix_now(), stale, aor.substr(0, aor.find('@')));
   // One WWW-Authenticate per algorithm (RFC 8760 §2.4), most preferred first.
   switch (headers.size()) {
     case 1:

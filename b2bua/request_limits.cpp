@@ -26,6 +26,9 @@ bool url_too_long(const url_t* url) {
 }  // namespace
 
 std::string request_limit_problem(msg_t*, const sip_t* sip, bool datagram) {
+  // Lines Sofia could not parse at all (no colon, garbage) end up in sip_error; nta lets them
+  // through unless they hit an essential header.
+  if (sip->sip_error) return "Malformed Header Line";
   if (sip->sip_call_id && len(sip->sip_call_id->i_id) > kMaxCallId) return "Call-ID Too Long";
   if (sip->sip_from && url_too_long(sip->sip_from->a_url)) return "From Too Long";
   if (sip->sip_to && url_too_long(sip->sip_to->a_url)) return "To Too Long";

@@ -20,8 +20,10 @@ return {
   },
 
   auth = {
-    -- realm defaults to domain; algorithms in preference order (RFC 8760: SHA-256 first)
-    algorithms = { "SHA-256", "MD5" },
+    -- realm defaults to domain. Challenges offered, in preference order. MD5 alone is the safe
+    -- default: many phones (and baresip 1.0.0, sipp 3.6.1) fail when offered SHA-256 at all.
+    -- Users whose phones do RFC 8760 can get SHA-256 first (see extension 101 below).
+    algorithms = { "MD5" },
     nonce_ttl = 300,                  -- seconds; an older nonce gets 401 with stale=true
     secret = "change-me-office-secret",  -- signs nonces; nodes sharing a Redis must share it
   },
@@ -36,7 +38,7 @@ return {
   -- ha1_md5 / ha1_sha256 (hex of H(user:realm:password)).
   users = {
     ["100"] = { password = "reception-100", name = "Reception" },
-    ["101"] = { password = "doctor-101",    name = "Dr. Martin" },
+    ["101"] = { password = "doctor-101",    name = "Dr. Martin", algorithms = { "SHA-256", "MD5" } },
     ["102"] = { password = "doctor-102",    name = "Dr. Bernard" },
     ["200"] = { password = "lab-200",       name = "Laboratory" },
   },

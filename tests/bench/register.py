@@ -116,6 +116,17 @@ def udp_socket_drops(port):
     return 0
 
 
+def udp_socket_rcvbuf(port):
+    """receive buffer size (bytes, as the kernel accounts it) of the socket on IP:port, via ss"""
+    try:
+        out = subprocess.run(["ss", "-uamnH", "sport", "=", f":{port}"], capture_output=True,
+                             text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    m = re.search(r"\brb(\d+)", out)
+    return int(m.group(1)) if m else None
+
+
 def udp_rcvbuf_errors():
     with open("/proc/net/snmp") as f:
         rows = [l.split() for l in f if l.startswith("Udp:")]
@@ -191,6 +202,7 @@ class Server:
         self.logpath = os.path.join(tmp, f"{self.name}.log")
         self.ready = threading.Event()
         self.failed = None          # reason the server could not be measured
+        self.rcvbuf = None          # SO_RCVBUF of its UDP socket
 
     def _spawn(self, cmd, ready_pattern=None):
         self.logfile = open(self.logpath, "w")
@@ -512,6 +524,8 @@ def main():
     ap.add_argument("--fixed-duration", type=float, default=6.0)
     ap.add_argument("--server-cpu", type=int, default=0)
     ap.add_argument("--client-cpu", type=int, default=1)
+    ap.add_argument("--wait-idle", type=float, default=60.0,
+                    help="seconds to wait at most for other processes to go quiet")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, sipp stats)")
     args = ap.parse_args()
 
@@ -531,6 +545,17 @@ def main():
         os.sched_setaffinity(0, {args.client_cpu})    # keep this script off the server core
     except OSError:
         pass
+
+    # the servers and the clients need the two cores to themselves: wait a little for a quiet machine
+    deadline = time.time() + args.wait_idle
+    while True:
+        bg = background_cpu(1.0)
+        if bg <= 15 or time.time() >= deadline:
+            break
+        log(f"register.py: other processes use {bg:.0f}% of a core; waiting for a quiet machine")
+        time.sleep(5)
+    if bg > 15:
+        log(f"register.py: machine still busy ({bg:.0f}% of a core); measuring anyway")
 
     tmp = tempfile.mkdtemp(prefix="relais-bench-")
     taken = set()
@@ -670,6 +695,8 @@ def report(args, servers, results, elapsed):
         if s.failed:
             print(f"   PROBLEM: {s.failed}")
         cnt, sample = s.log_problems()
+        if s.rcvbuf:
+            print(f"   server UDP socket receive buffer: {s.rcvbuf:,} bytes (ss -uam rb)")
         print(f"   server log: {cnt} warning/error lines" + (", by kind:" if sample else ""))
         for n, l in sample:
             print(f"   | {n:5} x {l[:220]}")
@@ -696,7 +723,7 @@ def report(args, servers, results, elapsed):
     sat = [t for n in results for tries in results[n]["sat"] for t in tries if t.get("ok")]
     if sat and max(t["client_core_pct"] for t in sat) > 90:
         print("   note: the sipp core was > 90% busy in some saturation runs: those rates may be client-bound")
-    if busy and max(busy) > 10:
+    if busy and max(busy) > 25:
         print(f"   WARNING: other processes used up to {max(busy):.0f}% of a core during or between "
               "runs: the machine was not idle, results are unreliable")
 

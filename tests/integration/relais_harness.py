@@ -441,7 +441,8 @@ class Relais:
         for t in self._readers:
             t.join(timeout=2)
         rc = self.proc.returncode
-        self._append("### exit code %s" % rc)
+        if not self._lines or not self._lines[-1].startswith("### exit code"):
+            self._append("### exit code %s" % rc)
         if self.expect_exit is not None and rc != self.expect_exit:
             fail("relais %s exited with %s at SIGTERM, expected %s; log tail:\n%s" % (
                 self.name, rc, self.expect_exit, self.log_tail()))

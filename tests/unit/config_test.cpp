@@ -54,6 +54,18 @@ TEST_CASE("--set overrides nested values, converts numbers and splits lists") {
   CHECK(cfg.store.redis_port == 7000);
   CHECK(cfg.users.at("300").password == "pw");
   CHECK(cfg.auth.realm == "x.example");
+  // MD5 alone unless configured: real phones break when offered SHA-256 (docs/decisions.md).
+  CHECK(cfg.auth.algorithms == std::vector<DigestAlgorithm>{DigestAlgorithm::md5});
+}
+
+TEST_CASE("a user may carry its own challenge algorithms") {
+  std::string path = write_temp("u.lua", "return { users = { ['101'] = { password = 'p', algorithms = { 'SHA-256', 'MD5' } } } }");
+  Config cfg;
+  std::string error;
+  REQUIRE_MESSAGE(load_config(path, {}, cfg, error), error);
+  CHECK(cfg.users.at("101").algorithms == std::vector<DigestAlgorithm>{DigestAlgorithm::sha256, DigestAlgorithm::md5});
+  CHECK_FALSE(load_config(write_temp("u2.lua", "return { users = { ['1'] = { password = 'p', algorithms = { 'X' } } } }"), {}, cfg, error));
+  CHECK(error.find("users.1.algorithms") != std::string::npos);
 }
 
 TEST_CASE("a Lua syntax error is reported as file:line") {
