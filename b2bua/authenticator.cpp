@@ -74,8 +74,8 @@ std::vector<std::string> Authenticator::challenges(int64_t now, bool stale, cons
   return out;
 }
 
-void Authenticator::verify(const sip_t* sip, int64_t now, Done done) {
-  const msg_auth_t* au = sip->sip_authorization;
+void Authenticator::verify(const sip_t* sip, int64_t now, bool proxy, Done done) {
+  const msg_auth_t* au = proxy ? sip->sip_proxy_authorization : sip->sip_authorization;
   while (au && realm_of(au) != realm_) au = au->au_next;
   if (!au) return done({Verdict::challenge, "no credentials for our realm", ""});
 

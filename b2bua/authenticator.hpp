@@ -31,7 +31,8 @@ class Authenticator {
   void set_users(const Config& cfg);
 
   // `done` may run before verify returns (config users, SQLite) or later (Redis).
-  void verify(const sip_t* sip, int64_t now, Done done);
+  // `proxy`: read Proxy-Authorization (INVITE, 407) instead of Authorization (REGISTER, 401).
+  void verify(const sip_t* sip, int64_t now, bool proxy, Done done);
 
   // WWW-Authenticate values, one per algorithm offered to `user` (its own list from config,
   // else auth.algorithms) in preference order.

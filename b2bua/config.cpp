@@ -62,6 +62,19 @@ class TableReader {
     if (out < lo || out > hi) fail(key, "must be between " + std::to_string(lo) + " and " + std::to_string(hi));
   }
 
+  void boolean(const char* key, bool& out) const {
+    if (!push(key)) return;
+    if (lua_isboolean(L_, -1)) {
+      out = lua_toboolean(L_, -1);
+    } else if (lua_type(L_, -1) == LUA_TSTRING && (std::string(lua_tostring(L_, -1)) == "true" || std::string(lua_tostring(L_, -1)) == "false")) {
+      out = std::string(lua_tostring(L_, -1)) == "true";
+    } else {
+      lua_pop(L_, 1);
+      fail(key, "expected true or false");
+    }
+    lua_pop(L_, 1);
+  }
+
   // A list given as a Lua array or as one comma-separated string (the --set form).
   void list(const char* key, std::vector<std::string>& out) const {
     if (!push(key)) return;
@@ -246,6 +259,16 @@ void read_config(lua_State* L, Config& cfg) {
     store.integer("redis_db", cfg.store.redis_db, 0, 1024);
     store.string("prefix", cfg.store.redis_prefix);
     store.integer("flush_ms", cfg.store.sqlite_flush_ms, 1, 60000);
+    top.leave();
+  }
+
+  if (top.enter("calls")) {
+    TableReader calls(L, "calls.");
+    calls.boolean("authenticate", cfg.calls.authenticate);
+    calls.string("unknown_sources", cfg.calls.unknown_sources);
+    if (cfg.calls.unknown_sources != "reject" && cfg.calls.unknown_sources != "allow")
+      calls.fail("unknown_sources", "expected reject or allow");
+    calls.integer("no_answer_timeout", cfg.calls.no_answer_timeout, 1, 3600);
     top.leave();
   }
 

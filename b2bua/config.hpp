@@ -36,6 +36,12 @@ struct AuthSettings {
   std::string secret;
 };
 
+struct CallSettings {
+  bool authenticate = true;                  // 407-challenge INVITEs whose From is a local user
+  std::string unknown_sources = "reject";    // INVITEs from neither a user nor a trunk: reject|allow
+  int no_answer_timeout = 30;                // default dial timeout, seconds
+};
+
 struct UserConfig {
   std::string name;      // extension / username
   std::string display;   // human name, informational
@@ -57,6 +63,7 @@ struct Config {
   RegistrarSettings registrar;
   AuthSettings auth;
   StoreSettings store;
+  CallSettings calls;
   std::map<std::string, UserConfig> users;
   std::string script_path;  // resolved; empty when no script
   std::string http_listen;  // "HOST:PORT" for /health, /metrics, /v1/registrations; empty = off

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "authenticator.hpp"
+#include "call_engine.hpp"
 #include "config.hpp"
 #include "event_loop.hpp"
 #include "http_api.hpp"
@@ -61,6 +62,7 @@ int check(const std::string& path, const std::vector<std::string>& overrides) {
   }
   if (!cfg.script_path.empty()) {
     ScriptEngine script;
+    script.set_api_installer([](lua_State* L) { CallEngine::install_api(L, nullptr); });
     if (!script.load(cfg.script_path, error)) {
       fprintf(stderr, "%s\n", error.c_str());
       return 1;
@@ -148,14 +150,17 @@ int run(const std::string& path, const std::vector<std::string>& overrides) {
     return 1;
   }
   ScriptEngine script;
+  auto stack = std::make_unique<SipStack>(loop);
+  Authenticator auth(cfg, *store);
+  Registrar registrar(cfg, *stack, *store, auth, script);
+  auto calls = std::make_unique<CallEngine>(cfg, loop, *stack, *store, auth, script);
+  script.set_api_installer([&calls](lua_State* L) { CallEngine::install_api(L, calls.get()); });
   if (!cfg.script_path.empty() && !script.load(cfg.script_path, error)) {
     log_error("startup.failed").kv("error", error);
     return 1;
   }
-  auto stack = std::make_unique<SipStack>(loop);
-  Authenticator auth(cfg, *store);
-  Registrar registrar(cfg, *stack, *store, auth, script);
   stack->on_method("REGISTER", [&](const SipRequestPtr& r) { registrar.handle(r); });
+  stack->on_method("INVITE", [&](const SipRequestPtr& r) { calls->handle_invite(r); });
   if (!stack->start(cfg, error)) {
     log_error("startup.failed").kv("error", error);
     return 1;
@@ -200,6 +205,7 @@ int run(const std::string& path, const std::vector<std::string>& overrides) {
     set_log_level(fresh.log_level);
     auth.set_users(fresh);
     registrar.set_config(fresh);
+    calls->set_config(fresh);
     log_info("reload").kv("users", fresh.users.size()).kv("script", fresh.script_path);
   });
   signal(SIGPIPE, SIG_IGN);
@@ -214,6 +220,7 @@ int run(const std::string& path, const std::vector<std::string>& overrides) {
   // Order matters: the store completes pending lookups (their requests get answered) while the
   // registrar and the SIP agent still exist; then the agent goes.
   http.reset();
+  calls.reset();  // hangs up calls still up; their BYEs leave before the agent goes
   store->flush();
   store.reset();
   stack.reset();

@@ -152,7 +152,7 @@ void Registrar::handle(const SipRequestPtr& request) {
     update.contacts.push_back(std::move(contact));
   }
 
-  auth_.verify(sip, update.now, [this, request, aor, update = std::move(update)](const Authenticator::Outcome& outcome) mutable {
+  auth_.verify(sip, update.now, false, [this, request, aor, update = std::move(update)](const Authenticator::Outcome& outcome) mutable {
     switch (outcome.verdict) {
       case Authenticator::Verdict::challenge:
         return challenge(request, false, aor, outcome.reason);

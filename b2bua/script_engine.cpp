@@ -61,6 +61,9 @@ void set_string(lua_State* L, const char* key, const std::string& value) {
 
 }  // namespace
 
+void arm_instruction_limit(lua_State* L) { lua_sethook(L, instruction_limit_hook, LUA_MASKCOUNT, kInstructionLimit); }
+void disarm_instruction_limit(lua_State* L) { lua_sethook(L, nullptr, 0, 0); }
+
 bool ScriptEngine::load(const std::string& path, std::string& error) {
   LuaStatePtr fresh = new_lua_state();
   lua_State* L = fresh.get();
@@ -75,6 +78,7 @@ bool ScriptEngine::load(const std::string& path, std::string& error) {
   lua_pushstring(L, RELAIS_VERSION);
   lua_setfield(L, -2, "version");
   lua_setglobal(L, "relais");
+  if (installer_) installer_(L);
 
   lua_pushcfunction(L, lua_traceback_handler);
   if (luaL_loadfile(L, path.c_str()) != 0) {
@@ -89,22 +93,19 @@ bool ScriptEngine::load(const std::string& path, std::string& error) {
     return false;
   }
   lua_settop(L, 0);
-  state_ = std::move(fresh);
-  path_ = path;
+  current_ = std::make_shared<ScriptState>(std::move(fresh), path, ++generations_);
   return true;
 }
 
-bool ScriptEngine::has_hook(const char* name) const {
-  if (!state_) return false;
+bool ScriptState::has_hook(const char* name) const {
   lua_State* L = state_.get();
   LuaStackGuard guard(L);
   lua_getglobal(L, name);
   return lua_isfunction(L, -1);
 }
 
-HookResult ScriptEngine::on_register(const RegisterHookRequest& r) {
+HookResult ScriptState::on_register(const RegisterHookRequest& r) {
   HookResult result;
-  if (!state_) return result;
   lua_State* L = state_.get();
   LuaStackGuard guard(L);
   lua_pushcfunction(L, lua_traceback_handler);

@@ -9,6 +9,7 @@
 
 #include "log.hpp"
 
+#include <cstring>
 #include <set>
 
 namespace relais {
@@ -19,7 +20,8 @@ namespace {
 // stays small; past a bound we fall back to Sofia's standard phrase.
 const char* stable_phrase(const char* phrase) {
   static std::set<std::string> phrases;
-  if (!phrase) return nullptr;
+  // Phrases relayed from the far end are network input: only short ones are kept.
+  if (!phrase || strlen(phrase) > 64) return nullptr;
   auto it = phrases.find(phrase);
   if (it != phrases.end()) return it->c_str();
   if (phrases.size() >= 1024) return nullptr;
@@ -62,8 +64,10 @@ const char* SipRequest::method_name() const {
 
 bool SipRequest::respond(int status, const char* phrase, tag_type_t tag, tag_value_t value, ...) {
   if (answered_) return false;
-  answered_ = true;
-  status_ = status;
+  if (status >= 200) {
+    answered_ = true;
+    status_ = status;
+  }
   ta_list ta;
   ta_start(ta, tag, value);
   nta_incoming_treply(irq_, status, stable_phrase(phrase), SIPTAG_SERVER_STR("relais/" RELAIS_VERSION), ta_tags(ta));

@@ -26,11 +26,12 @@ class SipRequest {
 
   const sip_t* sip() const { return sip_; }
   msg_t* msg() const { return msg_; }
+  nta_incoming_t* irq() const { return irq_; }
   const SourceAddress& source() const { return source_; }
   std::string call_id() const;
   const char* method_name() const;
 
-  // Sends a final response. `phrase` must outlive the call only (nta copies it into the
+  // Sends a response: provisional ones (1xx) as often as needed, then one final one. `phrase` must outlive the call only (nta copies it into the
   // response message). Extra headers go in as Sofia tags. Returns false if already answered.
   bool respond(int status, const char* phrase, tag_type_t tag, tag_value_t value, ...);
   bool respond(int status, const char* phrase) { return respond(status, phrase, TAG_END()); }

@@ -116,7 +116,9 @@ int SipStack::on_request(nta_leg_magic_t* magic, nta_leg_t*, nta_incoming_t* irq
 }
 
 int SipStack::dispatch(nta_incoming_t* irq, const sip_t* sip) {
-  if (sip->sip_request->rq_method == sip_method_ack) return 0;  // an ACK to our error answers
+  // A stray ACK (ACKs of our error answers are absorbed by their INVITE transaction):
+  // returning a final status lets nta release the ACK transaction.
+  if (sip->sip_request->rq_method == sip_method_ack) return 200;
   auto request = std::make_shared<SipRequest>(irq, sip);
   const char* method = sip->sip_request->rq_method_name;
   auto handler = handlers_.find(method ? method : "");

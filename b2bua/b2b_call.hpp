@@ -1,0 +1,139 @@
+// b2b_call.hpp — one B2BUA call: the caller's leg (A, a server dialog) and the legs relais
+// dials (B, client dialogs), on Sofia nta. Nothing of leg A's Call-ID, tags, Via, Contact or
+// Record-Route reaches a B leg (topology hiding): every B leg is a fresh dialog of relais.
+#pragma once
+
+#include <sofia-sip/nta.h>
+#include <sofia-sip/sip.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "sip_request.hpp"
+
+struct event;
+
+namespace relais {
+
+class CallEngine;
+
+struct DialOptions {
+  int timeout_seconds = 30;   // per stage: no final answer by then → cancelled, code 408
+  std::string caller_id;      // user part / display shown to the callee; empty = caller's
+  std::map<std::string, std::string> headers;  // extra headers on the B INVITE
+};
+
+struct DialResult {
+  bool answered = false;
+  int code = 0;               // final status of the attempt (200 when answered)
+  std::string reason;
+  std::string target;         // the target that answered (or the last one tried)
+  std::string ended_by;       // "caller" | "callee" when an answered call ended
+};
+
+// Targets of one dial: stages tried one after another (serial), each a set rung in parallel.
+using DialPlan = std::vector<std::vector<std::string>>;
+
+class B2bCall {
+ public:
+  B2bCall(CallEngine& engine, uint64_t id, SipRequestPtr invite);
+  ~B2bCall();
+  B2bCall(const B2bCall&) = delete;
+  B2bCall& operator=(const B2bCall&) = delete;
+
+  uint64_t id() const { return id_; }
+  const std::string& call_id() const { return call_id_; }
+  const SipRequestPtr& invite() const { return invite_; }
+
+  // Creates the A dialog leg (our To tag, ACK/CANCEL binding). False if nta refused.
+  bool accept_leg();
+
+  // Caller-side verbs. Each is a no-op once the A side has a final answer.
+  void ring();
+  void reject(int code, const std::string& reason);
+  void redirect(const std::string& uri);
+  void hangup();  // answered: BYE both sides; else 480
+
+  // Rings the plan; `done` runs once: when the bridged call ends (answered) or every stage
+  // failed, or the caller cancelled. Only one dial at a time.
+  bool dial(DialPlan plan, DialOptions options, std::function<void(const DialResult&)> done);
+
+  bool answered() const { return answered_; }
+  bool finished() const { return finished_; }  // A side has a final answer and no bridge is up
+  bool caller_gone() const { return caller_gone_; }
+  int last_failure_code() const { return last_failure_code_; }
+  const std::string& last_failure_reason() const { return last_failure_reason_; }
+
+ private:
+  struct BLeg {
+    B2bCall* call = nullptr;
+    std::string target;
+    std::string contact;   // our Contact toward this callee
+    nta_leg_t* leg = nullptr;
+    nta_outgoing_t* invite = nullptr;
+    int status = 0;
+    bool cancelled = false;
+    bool failed = false;
+    bool answered = false;
+  };
+  // A request relayed from one side to the other, answered when the far side answers.
+  struct Relay {
+    B2bCall* call = nullptr;
+    SipRequestPtr request;
+    nta_outgoing_t* outgoing = nullptr;
+    bool to_callee = true;
+    bool is_invite = false;
+  };
+
+  // A side (b2b_call.cpp)
+  static int on_a_invite_event(nta_incoming_magic_t* magic, nta_incoming_t* irq, const sip_t* sip);
+  static int on_leg_request(nta_leg_magic_t* magic, nta_leg_t* leg, nta_incoming_t* irq, const sip_t* sip);
+  int leg_request(BLeg* from_b, nta_incoming_t* irq, const sip_t* sip);
+  void relay_in_dialog(bool to_callee, const SipRequestPtr& request);
+  static int on_relay_response(nta_outgoing_magic_t* magic, nta_outgoing_t* orq, const sip_t* sip);
+  void end_bridge(const char* ended_by, bool send_bye_to_caller, bool send_bye_to_callee);
+  void send_bye(nta_leg_t* leg);
+  void finish_dial(DialResult result);
+  std::string our_contact() const;
+
+  // B side (b2b_dial.cpp)
+  void start_stage();
+  bool start_leg(const std::string& target);
+  static int on_b_response(nta_outgoing_magic_t* magic, nta_outgoing_t* orq, const sip_t* sip);
+  void b_response(BLeg& leg, const sip_t* sip);
+  void b_answered(BLeg& leg, const sip_t* sip);
+  void b_failed(BLeg& leg, int status, const char* phrase);
+  void cancel_other_legs(const BLeg* keep);
+  static void on_stage_timeout(int, short, void* arg);
+  void stage_failed();
+  BLeg* bridged_leg() const;
+  void destroy_b_legs();
+
+  CallEngine& engine_;
+  uint64_t id_;
+  SipRequestPtr invite_;       // the caller's INVITE server transaction
+  std::string call_id_;        // A side Call-ID, for logs
+  nta_leg_t* a_leg_ = nullptr;
+  bool answered_ = false;      // A side got our 2xx
+  bool finished_ = false;
+  bool caller_gone_ = false;   // CANCEL or BYE from the caller
+
+  DialPlan plan_;
+  size_t stage_ = 0;
+  bool stage_timed_out_ = false;
+  DialOptions options_;
+  std::function<void(const DialResult&)> dial_done_;
+  bool dialing_ = false;
+  std::vector<std::unique_ptr<BLeg>> b_legs_;
+  std::vector<std::unique_ptr<Relay>> relays_;
+  ::event* stage_timer_ = nullptr;
+  BLeg* bridged_ = nullptr;    // the leg that won the dial
+  int last_failure_code_ = 0;
+  std::string last_failure_reason_;
+};
+
+}  // namespace relais

@@ -1,0 +1,219 @@
+// b2b_dial.cpp — the legs relais dials: parallel forking within a stage, serial stages, the
+// no-answer timer, early media relayed to the caller, first 2xx wins and the rest are
+// cancelled (or, if they answered too late, ACKed and hung up).
+#include <event2/event.h>
+#include <sofia-sip/sip_header.h>
+#include <sofia-sip/sip_status.h>
+#include <sofia-sip/su_alloc.h>
+
+#include "b2b_call.hpp"
+#include "call_engine.hpp"
+#include "log.hpp"
+
+namespace relais {
+
+namespace {
+
+int ignore_response(nta_outgoing_magic_t*, nta_outgoing_t*, const sip_t*) { return 0; }
+
+void send_ack(nta_leg_t* leg) {
+  if (nta_outgoing_t* ack = nta_outgoing_tcreate(leg, ignore_response, nullptr, nullptr, SIP_METHOD_ACK, nullptr, TAG_END()))
+    nta_outgoing_destroy(ack);
+}
+
+// Which failure the caller should hear when several forks fail: a 6xx or busy beats a
+// generic error (RFC 3261 §16.7 picks similarly).
+int failure_rank(int code) {
+  if (code >= 600) return 4;
+  if (code == 486) return 3;
+  if (code == 408 || code == 480 || code == 487) return 1;
+  return 2;
+}
+
+}  // namespace
+
+bool B2bCall::dial(DialPlan plan, DialOptions options, std::function<void(const DialResult&)> done) {
+  if (dialing_ || answered_ || finished_ || plan.empty()) return false;
+  plan_ = std::move(plan);
+  options_ = std::move(options);
+  dial_done_ = std::move(done);
+  dialing_ = true;
+  stage_ = 0;
+  last_failure_code_ = 0;
+  last_failure_reason_.clear();
+  if (!stage_timer_) stage_timer_ = evtimer_new(engine_.base(), on_stage_timeout, this);
+  start_stage();
+  return true;
+}
+
+void B2bCall::start_stage() {
+  stage_timed_out_ = false;
+  bool any = false;
+  for (const std::string& target : plan_[stage_]) any = start_leg(target) || any;
+  if (!any) return stage_failed();
+  timeval tv{options_.timeout_seconds, 0};
+  evtimer_add(stage_timer_, &tv);
+}
+
+bool B2bCall::start_leg(const std::string& target) {
+  su_home_t home[1] = {SU_HOME_INIT(home)};
+  const sip_t* sip = invite_->sip();
+  url_t* url = url_make(home, target.c_str());
+  if (!url || (url->url_type != url_sip && url->url_type != url_sips) || !url->url_host) {
+    su_home_deinit(home);
+    last_failure_code_ = 404;
+    last_failure_reason_ = "Bad Target";
+    log_warn("call.bad_target").kv("call", id_).kv("target", target);
+    return false;
+  }
+  auto leg = std::make_unique<BLeg>();
+  leg->call = this;
+  leg->target = target;
+  char transport[16] = "udp";
+  if (url->url_params) url_param(url->url_params, "transport", transport, sizeof transport);
+  leg->contact = engine_.contact_toward(transport, url->url_host);
+
+  // Topology hiding: a new Call-ID and From tag, the caller's identity under our domain, no
+  // Via/Record-Route/Contact of leg A.
+  const url_t* caller = sip->sip_from ? sip->sip_from->a_url : nullptr;
+  std::string user = options_.caller_id.empty() ? (caller && caller->url_user ? caller->url_user : "anonymous") : options_.caller_id;
+  std::string display = sip->sip_from && sip->sip_from->a_display ? sip->sip_from->a_display : "";
+  std::string from = (display.empty() ? "" : display + " ") + "<sip:" + user + "@" + engine_.config().domain + ">";
+  sip_call_id_t* call_id = sip_call_id_create(home, nullptr);
+  leg->leg = nta_leg_tcreate(engine_.agent(), on_leg_request, reinterpret_cast<nta_leg_magic_t*>(this),
+                             SIPTAG_FROM_STR(from.c_str()), SIPTAG_TO_STR(("<" + target + ">").c_str()),
+                             SIPTAG_CALL_ID(call_id), TAG_END());
+  if (!leg->leg) {
+    su_home_deinit(home);
+    return false;
+  }
+  nta_leg_tag(leg->leg, nullptr);
+  std::string extra;
+  for (const auto& [name, value] : options_.headers) extra += name + ": " + value + "\r\n";
+  leg->invite = nta_outgoing_tcreate(
+      leg->leg, on_b_response, reinterpret_cast<nta_outgoing_magic_t*>(leg.get()), nullptr, SIP_METHOD_INVITE,
+      reinterpret_cast<url_string_t*>(url), SIPTAG_CONTACT_STR(leg->contact.c_str()),
+      SIPTAG_CONTENT_TYPE(sip->sip_content_type), SIPTAG_PAYLOAD(sip->sip_payload),
+      TAG_IF(!extra.empty(), SIPTAG_HEADER_STR(extra.c_str())), TAG_END());
+  su_home_deinit(home);
+  if (!leg->invite) {
+    nta_leg_destroy(leg->leg);
+    last_failure_code_ = 503;
+    last_failure_reason_ = "Cannot Reach Target";
+    return false;
+  }
+  log_info("call.dial").kv("call", id_).kv("call_id", call_id_).kv("target", target);
+  b_legs_.push_back(std::move(leg));
+  return true;
+}
+
+int B2bCall::on_b_response(nta_outgoing_magic_t* magic, nta_outgoing_t*, const sip_t* sip) {
+  auto* leg = reinterpret_cast<BLeg*>(magic);
+  leg->call->b_response(*leg, sip);
+  return 0;
+}
+
+void B2bCall::b_response(BLeg& leg, const sip_t* sip) {
+  int status = sip && sip->sip_status ? static_cast<int>(sip->sip_status->st_status) : 408;
+  leg.status = status;
+  if (status < 200) {
+    // 180/183 (with early media SDP) go to the caller; 100 is hop-by-hop.
+    if (status > 100 && !answered_ && !finished_) {
+      invite_->respond(status, sip->sip_status->st_phrase, SIPTAG_CONTACT_STR(our_contact().c_str()),
+                       SIPTAG_CONTENT_TYPE(sip->sip_content_type), SIPTAG_PAYLOAD(sip->sip_payload), TAG_END());
+    }
+    return;
+  }
+  if (status < 300) return b_answered(leg, sip);
+  b_failed(leg, status, sip && sip->sip_status ? sip->sip_status->st_phrase : "Request Timeout");
+}
+
+void B2bCall::b_answered(BLeg& leg, const sip_t* sip) {
+  if (leg.answered) {
+    send_ack(leg.leg);  // a retransmitted 2xx: our ACK was lost
+    return;
+  }
+  nta_leg_rtag(leg.leg, sip->sip_to ? sip->sip_to->a_tag : nullptr);
+  nta_leg_client_route(leg.leg, sip->sip_record_route, sip->sip_contact);
+  send_ack(leg.leg);
+  leg.answered = true;
+  if (answered_ || finished_ || caller_gone_) {
+    // Another fork won, or the caller left while this 2xx was on its way.
+    send_bye(leg.leg);
+    return;
+  }
+  answered_ = true;
+  bridged_ = &leg;
+  evtimer_del(stage_timer_);
+  cancel_other_legs(&leg);
+  invite_->respond(SIP_200_OK, SIPTAG_CONTACT_STR(our_contact().c_str()),
+                   SIPTAG_CONTENT_TYPE(sip->sip_content_type), SIPTAG_PAYLOAD(sip->sip_payload), TAG_END());
+  engine_.call_answered();
+  log_info("call.answered").kv("call", id_).kv("call_id", call_id_).kv("target", leg.target);
+}
+
+void B2bCall::b_failed(BLeg& leg, int status, const char* phrase) {
+  if (leg.failed) return;
+  leg.failed = true;
+  if (!leg.cancelled || stage_timed_out_ || !last_failure_code_) {
+    int code = stage_timed_out_ && leg.cancelled ? 408 : status;
+    const char* reason = stage_timed_out_ && leg.cancelled ? "No Answer" : phrase;
+    if (!last_failure_code_ || failure_rank(code) >= failure_rank(last_failure_code_)) {
+      last_failure_code_ = code;
+      last_failure_reason_ = reason ? reason : "";
+    }
+  }
+  if (answered_ || finished_) return;
+  for (auto& b : b_legs_)
+    if (!b->failed && !b->answered) return;  // others still ringing
+  stage_failed();
+}
+
+void B2bCall::stage_failed() {
+  evtimer_del(stage_timer_);
+  if (caller_gone_ || finished_) return;
+  if (++stage_ < plan_.size()) {
+    destroy_b_legs();
+    return start_stage();
+  }
+  DialResult r;
+  r.code = last_failure_code_ ? last_failure_code_ : 480;
+  r.reason = last_failure_reason_.empty() ? "Temporarily Unavailable" : last_failure_reason_;
+  if (!b_legs_.empty()) r.target = b_legs_.back()->target;
+  log_info("call.dial_failed").kv("call", id_).kv("call_id", call_id_).kv("status", r.code).kv("reason", r.reason);
+  finish_dial(r);
+}
+
+void B2bCall::on_stage_timeout(int, short, void* arg) {
+  auto* self = static_cast<B2bCall*>(arg);
+  self->stage_timed_out_ = true;
+  log_info("call.no_answer").kv("call", self->id_).kv("call_id", self->call_id_);
+  self->cancel_other_legs(nullptr);
+  // Legs that never answered anything cannot be cancelled (RFC 3261 §9.1): count them as
+  // failed now instead of waiting for their transaction timeout.
+  for (auto& b : self->b_legs_)
+    if (!b->failed && !b->answered && b->status < 100) self->b_failed(*b, 408, "No Answer");
+}
+
+void B2bCall::cancel_other_legs(const BLeg* keep) {
+  for (auto& b : b_legs_) {
+    if (b.get() == keep || b->answered || b->failed || b->cancelled || !b->invite) continue;
+    b->cancelled = true;
+    nta_outgoing_cancel(b->invite);
+  }
+}
+
+B2bCall::BLeg* B2bCall::bridged_leg() const { return bridged_; }
+
+void B2bCall::destroy_b_legs() {
+  for (auto& b : b_legs_) {
+    if (b->invite) {
+      if (!b->answered && !b->failed && !b->cancelled) nta_outgoing_cancel(b->invite);
+      nta_outgoing_destroy(b->invite);
+    }
+    if (b->leg) nta_leg_destroy(b->leg);
+  }
+  b_legs_.clear();
+}
+
+}  // namespace relais

@@ -1,0 +1,403 @@
+// call_engine.cpp — INVITE admission (auth, unknown sources), the per-call coroutine, deferred
+// resumption, and the default route when the script has no on_invite.
+#include "call_engine.hpp"
+
+#include <arpa/inet.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <sofia-sip/sip_header.h>
+#include <sofia-sip/sip_status.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <lua.hpp>
+
+#include "event_loop.hpp"
+#include "log.hpp"
+#include "sip_stack.hpp"
+
+namespace relais {
+
+namespace {
+
+int64_t unix_now() { return static_cast<int64_t>(time(nullptr)); }
+
+// The local address the kernel would use to reach `peer` (no packet is sent).
+std::string local_address_toward(const std::string& peer, bool ipv6) {
+  int fd = socket(ipv6 ? AF_INET6 : AF_INET, SOCK_DGRAM, 0);
+  if (fd < 0) return {};
+  std::string out;
+  sockaddr_storage ss{};
+  socklen_t len = 0;
+  if (ipv6) {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons(5060);
+    if (inet_pton(AF_INET6, peer.c_str(), &a->sin6_addr) == 1) len = sizeof *a;
+  } else {
+    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+    a->sin_family = AF_INET;
+    a->sin_port = htons(5060);
+    if (inet_pton(AF_INET, peer.c_str(), &a->sin_addr) == 1) len = sizeof *a;
+  }
+  if (len && connect(fd, reinterpret_cast<sockaddr*>(&ss), len) == 0) {
+    sockaddr_storage local{};
+    socklen_t llen = sizeof local;
+    char text[INET6_ADDRSTRLEN] = {0};
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &llen) == 0) {
+      if (ipv6)
+        inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&local)->sin6_addr, text, sizeof text);
+      else
+        inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&local)->sin_addr, text, sizeof text);
+      out = text;
+    }
+  }
+  close(fd);
+  return out;
+}
+
+struct Deferred {
+  CallEngine* engine;
+  uint64_t call_id;
+};
+
+}  // namespace
+
+CallEngine::CallEngine(const Config& cfg, EventLoop& loop, SipStack& stack, LocationStore& store, Authenticator& auth,
+                       ScriptEngine& script)
+    : cfg_(cfg), loop_(loop), stack_(stack), store_(store), auth_(auth), script_(script) {}
+
+CallEngine::~CallEngine() {
+  while (!calls_.empty()) finish(calls_.begin()->first);
+}
+
+nta_agent_t* CallEngine::agent() const { return stack_.agent(); }
+event_base* CallEngine::base() const { return loop_.base(); }
+
+std::string CallEngine::contact_toward(const std::string& transport, const char* peer_host) const {
+  std::string peer = peer_host ? peer_host : "";
+  if (peer.size() > 2 && peer.front() == '[') peer = peer.substr(1, peer.size() - 2);
+  bool v6 = peer.find(':') != std::string::npos;
+  const ListenAddress* pick = nullptr;
+  for (const ListenAddress& a : stack_.listening()) {
+    if (a.proto != transport || a.ipv6() != v6) continue;
+    pick = &a;
+    break;
+  }
+  if (!pick && !stack_.listening().empty()) pick = &stack_.listening().front();
+  if (!pick) return {};
+  std::string host = pick->host;
+  if (host == "0.0.0.0" || host == "::") {
+    host = local_address_toward(peer, pick->ipv6());
+    if (host.empty()) host = pick->ipv6() ? "::1" : "127.0.0.1";
+  }
+  if (host.find(':') != std::string::npos) host = "[" + host + "]";
+  std::string contact = "<sip:relais@" + host + ":" + std::to_string(pick->port);
+  if (pick->proto == "tcp") contact += ";transport=tcp";
+  return contact + ">";
+}
+
+std::string CallEngine::normalize_aor(const std::string& aor_or_user) const {
+  std::string aor = aor_or_user;
+  if (aor.rfind("sip:", 0) == 0) aor = aor.substr(4);
+  size_t at = aor.find('@');
+  if (at == std::string::npos) return aor + "@" + cfg_.domain;
+  std::string host = aor.substr(at + 1);
+  if (stack_.is_local_host(host.c_str())) return aor.substr(0, at) + "@" + cfg_.domain;
+  return aor;
+}
+
+void CallEngine::handle_invite(const SipRequestPtr& request) {
+  const sip_t* sip = request->sip();
+  const url_t* from = sip->sip_from ? sip->sip_from->a_url : nullptr;
+  bool from_ours = from && from->url_host &&
+                   (strcasecmp(from->url_host, cfg_.domain.c_str()) == 0 || stack_.is_local_host(from->url_host));
+  for (const std::string& alias : cfg_.aliases) from_ours = from_ours || (from && from->url_host && strcasecmp(from->url_host, alias.c_str()) == 0);
+  bool local_user = from_ours && from->url_user && cfg_.users.count(from->url_user);
+
+  if (!local_user) {
+    if (cfg_.calls.unknown_sources == "reject") {
+      log_info("call.rejected").kv("reason", "unknown source").kv("src", request->source().to_string()).kv("call_id", request->call_id());
+      request->respond(403, "Unknown Source");
+      return;
+    }
+    return start_call(request, "");
+  }
+  if (!cfg_.calls.authenticate) return start_call(request, "");
+
+  // RFC 3261 §22.3: a B2BUA acting for the caller's domain challenges with 407.
+  auth_.verify(sip, unix_now(), true, [this, request, user = std::string(from->url_user)](const Authenticator::Outcome& outcome) {
+    switch (outcome.verdict) {
+      case Authenticator::Verdict::ok:
+        if (outcome.user != user) {
+          request->respond(403, "Username Does Not Match From");
+          return;
+        }
+        return start_call(request, outcome.user);
+      case Authenticator::Verdict::challenge:
+      case Authenticator::Verdict::stale: {
+        std::vector<std::string> headers = auth_.challenges(unix_now(), outcome.verdict == Authenticator::Verdict::stale, user);
+        if (headers.size() == 1)
+          request->respond(SIP_407_PROXY_AUTH_REQUIRED, SIPTAG_PROXY_AUTHENTICATE_STR(headers[0].c_str()), TAG_END());
+        else
+          request->respond(SIP_407_PROXY_AUTH_REQUIRED, SIPTAG_PROXY_AUTHENTICATE_STR(headers[0].c_str()),
+                           SIPTAG_PROXY_AUTHENTICATE_STR(headers[1].c_str()), TAG_END());
+        return;
+      }
+      case Authenticator::Verdict::bad_request:
+        request->respond(400, outcome.reason.c_str());
+        return;
+      case Authenticator::Verdict::forbidden:
+        log_warn("call.auth_failed").kv("user", outcome.user).kv("reason", outcome.reason)
+            .kv("src", request->source().to_string()).kv("call_id", request->call_id());
+        request->respond(SIP_403_FORBIDDEN);
+        return;
+      case Authenticator::Verdict::unavailable:
+        request->respond(503, "Store Unavailable", SIPTAG_RETRY_AFTER_STR("5"), TAG_END());
+        return;
+    }
+  });
+}
+
+void CallEngine::start_call(const SipRequestPtr& request, const std::string& auth_user) {
+  uint64_t id = next_id_++;
+  auto ctx = std::make_unique<Context>();
+  ctx->id = id;
+  ctx->engine = this;
+  ctx->auth_user = auth_user;
+  ctx->call = std::make_unique<B2bCall>(*this, id, request);
+  if (!ctx->call->accept_leg()) {
+    request->respond(500, "Cannot Create Dialog");
+    return;
+  }
+  ++counters_.started;
+  ++counters_.active;
+  const sip_t* sip = request->sip();
+  log_info("call.start").kv("call", id).kv("call_id", request->call_id())
+      .kv("from", sip->sip_from && sip->sip_from->a_url->url_user ? sip->sip_from->a_url->url_user : "")
+      .kv("to", sip->sip_request->rq_url->url_user ? sip->sip_request->rq_url->url_user : "")
+      .kv("src", request->source().to_string());
+  Context& c = *ctx;
+  calls_[id] = std::move(ctx);
+
+  ScriptStatePtr script = script_.current();
+  if (!script || !script->has_hook("on_invite")) return default_route(id);
+  c.script = script;
+  lua_State* L = script->lua();
+  c.co = lua_newthread(L);
+  c.co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_getglobal(c.co, "on_invite");
+  push_call_table(c.co, c);
+  run_coroutine(c, 1);
+}
+
+CallEngine::Context* CallEngine::context_of(uint64_t call_id) {
+  auto it = calls_.find(call_id);
+  return it == calls_.end() || it->second->done ? nullptr : it->second.get();
+}
+
+CallEngine::Context* CallEngine::context_of_thread(lua_State* co) {
+  for (auto& [id, ctx] : calls_)
+    if (ctx->co == co && !ctx->done) return ctx.get();
+  return nullptr;
+}
+
+void CallEngine::run_coroutine(Context& ctx, int nargs) {
+  lua_State* co = ctx.co;
+  ctx.running = true;
+  arm_instruction_limit(co);
+  int status = lua_resume(co, nargs);
+  disarm_instruction_limit(co);
+  ctx.running = false;
+  if (status == LUA_YIELD) return;
+  if (status == 0) return script_finished(ctx, "");
+  // Error: the coroutine is dead; its stack still holds the frames for a traceback.
+  lua_State* L = ctx.script->lua();
+  std::string message = lua_error_text(co);
+  lua_getglobal(L, "debug");
+  lua_getfield(L, -1, "traceback");
+  lua_pushthread(co);
+  lua_xmove(co, L, 1);
+  lua_pushstring(L, message.c_str());
+  std::string traced = lua_pcall(L, 2, 1, 0) == 0 ? lua_error_text(L) : message;
+  lua_pop(L, 2);
+  script_finished(ctx, traced);
+}
+
+void CallEngine::script_finished(Context& ctx, const std::string& error) {
+  B2bCall& call = *ctx.call;
+  if (!error.empty()) {
+    ++counters_.script_errors;
+    log_error("script.error").kv("hook", "on_invite").kv("call", ctx.id).kv("call_id", call.call_id()).kv("error", error);
+    if (call.answered())
+      call.hangup();
+    else
+      call.reject(500, "Script Error");
+  } else if (!call.finished()) {
+    // The script returned without answering: the caller hears why the last dial failed.
+    int code = call.last_failure_code() >= 300 ? call.last_failure_code() : 480;
+    call.reject(code, call.last_failure_code() >= 300 ? call.last_failure_reason() : "Temporarily Unavailable");
+  }
+  finish_later(ctx.id);
+}
+
+void CallEngine::default_route(uint64_t id) {
+  Context* ctx = context_of(id);
+  const sip_t* sip = ctx->call->invite()->sip();
+  std::string user = sip->sip_request->rq_url->url_user ? sip->sip_request->rq_url->url_user : "";
+  lookup_contacts(user, [this, id](const std::string& error, std::vector<std::string> contacts) {
+    Context* ctx = context_of(id);
+    if (!ctx) return;
+    if (!error.empty() || contacts.empty()) {
+      ctx->call->reject(error.empty() ? 404 : 503, error.empty() ? "Not Found" : "Store Unavailable");
+      return finish_later(id);
+    }
+    DialOptions options;
+    options.timeout_seconds = cfg_.calls.no_answer_timeout;
+    bool started = ctx->call->dial({contacts}, options, [this, id](const DialResult& r) {
+      Context* ctx = context_of(id);
+      if (!ctx) return;
+      if (!r.answered) ctx->call->reject(r.code >= 300 ? r.code : 480, r.reason);
+      finish_later(id);
+    });
+    if (!started) finish_later(id);
+  });
+}
+
+void CallEngine::lookup_contacts(const std::string& aor_or_user,
+                                 std::function<void(const std::string&, std::vector<std::string>)> done) {
+  std::string aor = normalize_aor(aor_or_user);
+  store_.lookup(aor, unix_now(), [done = std::move(done)](const std::string& error, std::vector<Binding> bindings) {
+    std::vector<std::string> contacts;
+    // Highest q first, as the registrar orders them.
+    std::stable_sort(bindings.begin(), bindings.end(), [](const Binding& a, const Binding& b) {
+      return (a.q_milli < 0 ? 1000 : a.q_milli) > (b.q_milli < 0 ? 1000 : b.q_milli);
+    });
+    for (const Binding& b : bindings) contacts.push_back(b.contact);
+    done(error, std::move(contacts));
+  });
+}
+
+void CallEngine::resolve_targets(std::vector<std::vector<std::string>> targets,
+                                 std::function<void(const std::string&, DialPlan)> done) {
+  // Resolve AoR targets one at a time (a Redis lookup is asynchronous), keeping the stages.
+  struct State {
+    std::vector<std::vector<std::string>> targets;
+    DialPlan plan;
+    size_t stage = 0, index = 0;
+    std::function<void(const std::string&, DialPlan)> done;
+  };
+  auto state = std::make_shared<State>();
+  state->targets = std::move(targets);
+  state->plan.resize(state->targets.size());
+  state->done = std::move(done);
+  auto step = std::make_shared<std::function<void()>>();
+  *step = [this, state, step]() {
+    while (state->stage < state->targets.size()) {
+      if (state->index >= state->targets[state->stage].size()) {
+        ++state->stage;
+        state->index = 0;
+        continue;
+      }
+      const std::string& target = state->targets[state->stage][state->index++];
+      if (target.rfind("sip:", 0) == 0 || target.rfind("sips:", 0) == 0) {
+        state->plan[state->stage].push_back(target);
+        continue;
+      }
+      lookup_contacts(target, [state, step](const std::string& error, std::vector<std::string> contacts) {
+        if (!error.empty()) {
+          auto done = std::move(state->done);
+          *step = nullptr;  // break the self-reference
+          return done(error, {});
+        }
+        for (std::string& c : contacts) state->plan[state->stage].push_back(std::move(c));
+        (*step)();
+      });
+      return;
+    }
+    DialPlan plan;
+    for (auto& stage : state->plan)
+      if (!stage.empty()) plan.push_back(std::move(stage));
+    auto done = std::move(state->done);
+    *step = nullptr;
+    done("", std::move(plan));
+  };
+  (*step)();
+}
+
+void CallEngine::resume_later(uint64_t call_id, std::function<int(lua_State*)> push_results) {
+  Context* ctx = context_of(call_id);
+  if (!ctx) return;
+  ctx->pending = std::move(push_results);
+  auto* d = new Deferred{this, call_id};
+  timeval now{0, 0};
+  if (event_base_once(base(), -1, EV_TIMEOUT, on_deferred, d, &now) != 0) delete d;
+}
+
+void CallEngine::on_deferred(int, short, void* arg) {
+  std::unique_ptr<Deferred> d(static_cast<Deferred*>(arg));
+  Context* ctx = d->engine->context_of(d->call_id);
+  if (!ctx || !ctx->pending || ctx->running) return;
+  auto push = std::move(ctx->pending);
+  ctx->pending = nullptr;
+  int n = push(ctx->co);
+  d->engine->run_coroutine(*ctx, n);
+  d->engine->loop_.kick();
+}
+
+uint64_t CallEngine::sleep(uint64_t call_id, double seconds) {
+  Context* ctx = context_of(call_id);
+  if (!ctx) return 0;
+  if (ctx->timer) event_free(ctx->timer);
+  // The timer is freed with the context (finish), so the raw pointer cannot dangle.
+  ctx->timer = evtimer_new(
+      base(),
+      [](int, short, void* arg) {
+        auto* ctx = static_cast<Context*>(arg);
+        ctx->engine->resume_later(ctx->id, [](lua_State*) { return 0; });
+      },
+      ctx);
+  long usec = static_cast<long>(seconds * 1e6);
+  timeval tv{usec / 1000000, usec % 1000000};
+  evtimer_add(ctx->timer, &tv);
+  return call_id;
+}
+
+void CallEngine::finish_later(uint64_t call_id) {
+  auto it = calls_.find(call_id);
+  if (it == calls_.end() || it->second->done) return;
+  it->second->done = true;
+  auto* d = new Deferred{this, call_id};
+  timeval now{0, 0};
+  // Destroying the call now could free nta objects whose callback is on the stack.
+  event_base_once(base(), -1, EV_TIMEOUT, [](int, short, void* arg) {
+    std::unique_ptr<Deferred> d(static_cast<Deferred*>(arg));
+    d->engine->finish(d->call_id);
+  }, d, &now);
+}
+
+void CallEngine::finish(uint64_t call_id) {
+  auto it = calls_.find(call_id);
+  if (it == calls_.end()) return;
+  Context& ctx = *it->second;
+  if (ctx.call && !ctx.call->finished()) {
+    if (ctx.call->answered())
+      ctx.call->hangup();
+    else
+      ctx.call->reject(503, "Service Unavailable");
+  }
+  if (ctx.timer) {
+    event_free(ctx.timer);
+    ctx.timer = nullptr;
+  }
+  if (ctx.script && ctx.co_ref != -2) luaL_unref(ctx.script->lua(), LUA_REGISTRYINDEX, ctx.co_ref);
+  log_info("call.end").kv("call", call_id).kv("call_id", ctx.call ? ctx.call->call_id() : "")
+      .kv("answered", ctx.call && ctx.call->answered() ? "true" : "false");
+  --counters_.active;
+  ctx.call.reset();
+  calls_.erase(it);
+  loop_.kick();
+}
+
+}  // namespace relais

@@ -1,0 +1,109 @@
+// call_engine.hpp — runs every incoming INVITE as a B2bCall driven by the script's
+// on_invite(call) in its own Lua coroutine; verbs that wait (dial, sleep, registrar.lookup)
+// yield and the loop resumes them on their event.
+#pragma once
+
+#include <sofia-sip/nta.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "authenticator.hpp"
+#include "b2b_call.hpp"
+#include "config.hpp"
+#include "location_store.hpp"
+#include "script_engine.hpp"
+#include "sip_request.hpp"
+
+struct event;
+struct event_base;
+struct lua_State;
+
+namespace relais {
+
+class EventLoop;
+class SipStack;
+
+struct CallCounters {
+  uint64_t started = 0;
+  uint64_t answered = 0;
+  uint64_t failed = 0;
+  uint64_t script_errors = 0;
+  uint64_t active = 0;
+};
+
+class CallEngine {
+ public:
+  CallEngine(const Config& cfg, EventLoop& loop, SipStack& stack, LocationStore& store, Authenticator& auth,
+             ScriptEngine& script);
+  ~CallEngine();
+
+  void handle_invite(const SipRequestPtr& request);
+  void set_config(const Config& cfg) { cfg_ = cfg; }
+  const CallCounters& counters() const { return counters_; }
+
+  // For B2bCall
+  nta_agent_t* agent() const;
+  event_base* base() const;
+  const Config& config() const { return cfg_; }
+  std::string contact_toward(const std::string& transport, const char* peer_host) const;
+  void call_answered() { ++counters_.answered; }
+
+  // Adds call verbs, registrar.lookup and relais.sleep to a script state. `engine` may be
+  // null (--check): the functions exist and raise when used.
+  static void install_api(lua_State* L, CallEngine* engine);
+
+  // --- used by the Lua bindings (lua_call.cpp) ---
+  struct Context;
+  Context* context_of(uint64_t call_id);
+  Context* context_of_thread(lua_State* co);
+  // Resolves targets ("100", "100@domain", "sip:...") into a dial plan; AoRs via the store.
+  void resolve_targets(std::vector<std::vector<std::string>> targets,
+                       std::function<void(const std::string& error, DialPlan plan)> done);
+  void lookup_contacts(const std::string& aor_or_user, std::function<void(const std::string&, std::vector<std::string>)> done);
+  // Resumes the call's coroutine from the loop (never from inside the verb that yielded).
+  void resume_later(uint64_t call_id, std::function<int(lua_State* co)> push_results);
+  uint64_t sleep(uint64_t call_id, double seconds);
+
+ private:
+  void start_call(const SipRequestPtr& request, const std::string& auth_user);
+  void run_coroutine(Context& ctx, int nargs);
+  void script_finished(Context& ctx, const std::string& error);
+  void default_route(uint64_t call_id);
+  void finish(uint64_t call_id);
+  void finish_later(uint64_t call_id);
+  static void push_call_table(lua_State* co, const Context& ctx);  // lua_call.cpp
+  std::string normalize_aor(const std::string& aor_or_user) const;
+  static void on_deferred(int, short, void* arg);
+
+  Config cfg_;
+  EventLoop& loop_;
+  SipStack& stack_;
+  LocationStore& store_;
+  Authenticator& auth_;
+  ScriptEngine& script_;
+  uint64_t next_id_ = 1;
+  std::map<uint64_t, std::unique_ptr<Context>> calls_;
+  CallCounters counters_;
+};
+
+// Per-call state of the engine: the call, the script generation it runs in, its coroutine.
+struct CallEngine::Context {
+  uint64_t id = 0;
+  CallEngine* engine = nullptr;
+  std::unique_ptr<B2bCall> call;
+  ScriptStatePtr script;      // keeps the generation alive until this call ends (hot reload)
+  lua_State* co = nullptr;    // the call's coroutine (a thread of script->lua())
+  int co_ref = -2;            // registry reference pinning the coroutine (LUA_NOREF)
+  bool running = false;       // inside lua_resume
+  bool done = false;
+  ::event* timer = nullptr;   // relais.sleep
+  std::function<int(lua_State*)> pending;  // results waiting for resume_later
+  std::string auth_user;
+};
+
+}  // namespace relais
