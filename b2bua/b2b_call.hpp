@@ -73,6 +73,10 @@ class B2bCall {
     B2bCall* call = nullptr;
     std::string target;
     std::string contact;   // our Contact toward this callee
+    std::string request_uri;
+    std::string route;     // next hop when it is not the Request-URI (a trunk's proxy)
+    const struct TrunkConfig* trunk = nullptr;
+    bool auth_tried = false;
     nta_leg_t* leg = nullptr;
     nta_outgoing_t* invite = nullptr;
     int status = 0;
@@ -103,6 +107,7 @@ class B2bCall {
   // B side (b2b_dial.cpp)
   void start_stage();
   bool start_leg(const std::string& target);
+  bool send_invite(BLeg& leg, const std::string& authorization, bool proxy_auth);
   static int on_b_response(nta_outgoing_magic_t* magic, nta_outgoing_t* orq, const sip_t* sip);
   void b_response(BLeg& leg, const sip_t* sip);
   void b_answered(BLeg& leg, const sip_t* sip);

@@ -8,6 +8,7 @@
 
 #include "b2b_call.hpp"
 #include "call_engine.hpp"
+#include "digest_client.hpp"
 #include "log.hpp"
 
 namespace relais {
@@ -56,47 +57,57 @@ void B2bCall::start_stage() {
 }
 
 bool B2bCall::start_leg(const std::string& target) {
+  auto leg = std::make_unique<BLeg>();
+  leg->call = this;
+  leg->target = target;
+  std::string from_host = engine_.config().domain;
+  if (target.rfind("trunk:", 0) == 0) {
+    // trunk:NAME/number → sip:number@trunk-domain, sent through the trunk's proxy.
+    size_t slash = target.find('/');
+    std::string name = target.substr(6, slash == std::string::npos ? std::string::npos : slash - 6);
+    std::string number = slash == std::string::npos ? "" : target.substr(slash + 1);
+    leg->trunk = engine_.trunk(name);
+    if (!leg->trunk || number.empty()) {
+      last_failure_code_ = 404;
+      last_failure_reason_ = "Unknown Trunk";
+      log_warn("call.bad_target").kv("call", id_).kv("target", target);
+      return false;
+    }
+    leg->request_uri = "sip:" + number + "@" + leg->trunk->domain;
+    leg->route = leg->trunk->proxy;
+    from_host = leg->trunk->domain;
+  } else {
+    leg->request_uri = target;
+  }
+
   su_home_t home[1] = {SU_HOME_INIT(home)};
   const sip_t* sip = invite_->sip();
-  url_t* url = url_make(home, target.c_str());
-  if (!url || (url->url_type != url_sip && url->url_type != url_sips) || !url->url_host) {
+  url_t* hop = url_make(home, (leg->route.empty() ? leg->request_uri : leg->route).c_str());
+  if (!hop || (hop->url_type != url_sip && hop->url_type != url_sips) || !hop->url_host) {
     su_home_deinit(home);
     last_failure_code_ = 404;
     last_failure_reason_ = "Bad Target";
     log_warn("call.bad_target").kv("call", id_).kv("target", target);
     return false;
   }
-  auto leg = std::make_unique<BLeg>();
-  leg->call = this;
-  leg->target = target;
   char transport[16] = "udp";
-  if (url->url_params) url_param(url->url_params, "transport", transport, sizeof transport);
-  leg->contact = engine_.contact_toward(transport, url->url_host);
+  if (hop->url_params) url_param(hop->url_params, "transport", transport, sizeof transport);
+  leg->contact = engine_.contact_toward(transport, hop->url_host);
 
   // Topology hiding: a new Call-ID and From tag, the caller's identity under our domain, no
   // Via/Record-Route/Contact of leg A.
   const url_t* caller = sip->sip_from ? sip->sip_from->a_url : nullptr;
   std::string user = options_.caller_id.empty() ? (caller && caller->url_user ? caller->url_user : "anonymous") : options_.caller_id;
   std::string display = sip->sip_from && sip->sip_from->a_display ? sip->sip_from->a_display : "";
-  std::string from = (display.empty() ? "" : display + " ") + "<sip:" + user + "@" + engine_.config().domain + ">";
-  sip_call_id_t* call_id = sip_call_id_create(home, nullptr);
+  std::string from = (display.empty() ? "" : display + " ") + "<sip:" + user + "@" + from_host + ">";
+  std::string to = "<" + leg->request_uri + ">";
   leg->leg = nta_leg_tcreate(engine_.agent(), on_leg_request, reinterpret_cast<nta_leg_magic_t*>(this),
-                             SIPTAG_FROM_STR(from.c_str()), SIPTAG_TO_STR(("<" + target + ">").c_str()),
-                             SIPTAG_CALL_ID(call_id), TAG_END());
-  if (!leg->leg) {
-    su_home_deinit(home);
-    return false;
-  }
-  nta_leg_tag(leg->leg, nullptr);
-  std::string extra;
-  for (const auto& [name, value] : options_.headers) extra += name + ": " + value + "\r\n";
-  leg->invite = nta_outgoing_tcreate(
-      leg->leg, on_b_response, reinterpret_cast<nta_outgoing_magic_t*>(leg.get()), nullptr, SIP_METHOD_INVITE,
-      reinterpret_cast<url_string_t*>(url), SIPTAG_CONTACT_STR(leg->contact.c_str()),
-      SIPTAG_CONTENT_TYPE(sip->sip_content_type), SIPTAG_PAYLOAD(sip->sip_payload),
-      TAG_IF(!extra.empty(), SIPTAG_HEADER_STR(extra.c_str())), TAG_END());
+                             SIPTAG_FROM_STR(from.c_str()), SIPTAG_TO_STR(to.c_str()),
+                             SIPTAG_CALL_ID(sip_call_id_create(home, nullptr)), TAG_END());
   su_home_deinit(home);
-  if (!leg->invite) {
+  if (!leg->leg) return false;
+  nta_leg_tag(leg->leg, nullptr);
+  if (!send_invite(*leg, "", false)) {
     nta_leg_destroy(leg->leg);
     last_failure_code_ = 503;
     last_failure_reason_ = "Cannot Reach Target";
@@ -105,6 +116,22 @@ bool B2bCall::start_leg(const std::string& target) {
   log_info("call.dial").kv("call", id_).kv("call_id", call_id_).kv("target", target);
   b_legs_.push_back(std::move(leg));
   return true;
+}
+
+bool B2bCall::send_invite(BLeg& leg, const std::string& authorization, bool proxy_auth) {
+  const sip_t* sip = invite_->sip();
+  std::string extra;
+  for (const auto& [name, value] : options_.headers) extra += name + ": " + value + "\r\n";
+  bool auth = !authorization.empty();
+  leg.invite = nta_outgoing_tcreate(
+      leg.leg, on_b_response, reinterpret_cast<nta_outgoing_magic_t*>(&leg),
+      leg.route.empty() ? nullptr : URL_STRING_MAKE(leg.route.c_str()), SIP_METHOD_INVITE,
+      URL_STRING_MAKE(leg.request_uri.c_str()), SIPTAG_CONTACT_STR(leg.contact.c_str()),
+      SIPTAG_CONTENT_TYPE(sip->sip_content_type), SIPTAG_PAYLOAD(sip->sip_payload),
+      TAG_IF(auth && !proxy_auth, SIPTAG_AUTHORIZATION_STR(authorization.c_str())),
+      TAG_IF(auth && proxy_auth, SIPTAG_PROXY_AUTHORIZATION_STR(authorization.c_str())),
+      TAG_IF(!extra.empty(), SIPTAG_HEADER_STR(extra.c_str())), TAG_END());
+  return leg.invite != nullptr;
 }
 
 int B2bCall::on_b_response(nta_outgoing_magic_t* magic, nta_outgoing_t*, const sip_t* sip) {
@@ -125,6 +152,19 @@ void B2bCall::b_response(BLeg& leg, const sip_t* sip) {
     return;
   }
   if (status < 300) return b_answered(leg, sip);
+  if ((status == 401 || status == 407) && leg.trunk && !leg.auth_tried && !leg.cancelled && !finished_) {
+    // The operator challenges our INVITE: answer once with the trunk's credentials.
+    leg.auth_tried = true;
+    DigestAnswer answer = answer_digest_challenge(status == 401 ? sip->sip_www_authenticate : sip->sip_proxy_authenticate,
+                                                  "INVITE", leg.request_uri, leg.trunk->username, leg.trunk->password, 1);
+    nta_outgoing_t* old = leg.invite;
+    if (!answer.header.empty() && send_invite(leg, answer.header, status == 407)) {
+      nta_outgoing_destroy(old);
+      return;
+    }
+    leg.invite = old;
+    log_warn("call.trunk_auth_failed").kv("call", id_).kv("trunk", leg.trunk->name).kv("reason", answer.error);
+  }
   b_failed(leg, status, sip && sip->sip_status ? sip->sip_status->st_phrase : "Request Timeout");
 }
 

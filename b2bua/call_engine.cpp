@@ -75,7 +75,14 @@ CallEngine::~CallEngine() {
 nta_agent_t* CallEngine::agent() const { return stack_.agent(); }
 event_base* CallEngine::base() const { return loop_.base(); }
 
-std::string CallEngine::contact_toward(const std::string& transport, const char* peer_host) const {
+void CallEngine::kick() { loop_.kick(); }
+
+const TrunkConfig* CallEngine::trunk(const std::string& name) const {
+  auto it = cfg_.trunks.find(name);
+  return it == cfg_.trunks.end() ? nullptr : &it->second;
+}
+
+std::string CallEngine::contact_toward(const std::string& transport, const char* peer_host, const std::string& user) const {
   std::string peer = peer_host ? peer_host : "";
   if (peer.size() > 2 && peer.front() == '[') peer = peer.substr(1, peer.size() - 2);
   bool v6 = peer.find(':') != std::string::npos;
@@ -93,7 +100,7 @@ std::string CallEngine::contact_toward(const std::string& transport, const char*
     if (host.empty()) host = pick->ipv6() ? "::1" : "127.0.0.1";
   }
   if (host.find(':') != std::string::npos) host = "[" + host + "]";
-  std::string contact = "<sip:relais@" + host + ":" + std::to_string(pick->port);
+  std::string contact = "<sip:" + user + "@" + host + ":" + std::to_string(pick->port);
   if (pick->proto == "tcp") contact += ";transport=tcp";
   return contact + ">";
 }
@@ -115,6 +122,10 @@ void CallEngine::handle_invite(const SipRequestPtr& request) {
                    (strcasecmp(from->url_host, cfg_.domain.c_str()) == 0 || stack_.is_local_host(from->url_host));
   for (const std::string& alias : cfg_.aliases) from_ours = from_ours || (from && from->url_host && strcasecmp(from->url_host, alias.c_str()) == 0);
   bool local_user = from_ours && from->url_user && cfg_.users.count(from->url_user);
+
+  // A call from an operator: recognised by source address, trusted like the operator is.
+  for (const auto& [name, trunk] : cfg_.trunks)
+    if (cidr_match(trunk.addresses, request->source().ip)) return start_call(request, "", name);
 
   if (!local_user) {
     if (cfg_.calls.unknown_sources == "reject") {
@@ -160,12 +171,13 @@ void CallEngine::handle_invite(const SipRequestPtr& request) {
   });
 }
 
-void CallEngine::start_call(const SipRequestPtr& request, const std::string& auth_user) {
+void CallEngine::start_call(const SipRequestPtr& request, const std::string& auth_user, const std::string& from_trunk) {
   uint64_t id = next_id_++;
   auto ctx = std::make_unique<Context>();
   ctx->id = id;
   ctx->engine = this;
   ctx->auth_user = auth_user;
+  ctx->from_trunk = from_trunk;
   ctx->call = std::make_unique<B2bCall>(*this, id, request);
   if (!ctx->call->accept_leg()) {
     request->respond(500, "Cannot Create Dialog");
@@ -177,7 +189,7 @@ void CallEngine::start_call(const SipRequestPtr& request, const std::string& aut
   log_info("call.start").kv("call", id).kv("call_id", request->call_id())
       .kv("from", sip->sip_from && sip->sip_from->a_url->url_user ? sip->sip_from->a_url->url_user : "")
       .kv("to", sip->sip_request->rq_url->url_user ? sip->sip_request->rq_url->url_user : "")
-      .kv("src", request->source().to_string());
+      .kv("src", request->source().to_string()).kv("trunk", from_trunk);
   Context& c = *ctx;
   calls_[id] = std::move(ctx);
 
@@ -301,7 +313,7 @@ void CallEngine::resolve_targets(std::vector<std::vector<std::string>> targets,
         continue;
       }
       const std::string& target = state->targets[state->stage][state->index++];
-      if (target.rfind("sip:", 0) == 0 || target.rfind("sips:", 0) == 0) {
+      if (target.rfind("sip:", 0) == 0 || target.rfind("sips:", 0) == 0 || target.rfind("trunk:", 0) == 0) {
         state->plan[state->stage].push_back(target);
         continue;
       }

@@ -50,7 +50,9 @@ class CallEngine {
   nta_agent_t* agent() const;
   event_base* base() const;
   const Config& config() const { return cfg_; }
-  std::string contact_toward(const std::string& transport, const char* peer_host) const;
+  std::string contact_toward(const std::string& transport, const char* peer_host, const std::string& user = "relais") const;
+  void kick();
+  const TrunkConfig* trunk(const std::string& name) const;
   void call_answered() { ++counters_.answered; }
 
   // Adds call verbs, registrar.lookup and relais.sleep to a script state. `engine` may be
@@ -70,7 +72,7 @@ class CallEngine {
   uint64_t sleep(uint64_t call_id, double seconds);
 
  private:
-  void start_call(const SipRequestPtr& request, const std::string& auth_user);
+  void start_call(const SipRequestPtr& request, const std::string& auth_user, const std::string& from_trunk = "");
   void run_coroutine(Context& ctx, int nargs);
   void script_finished(Context& ctx, const std::string& error);
   void default_route(uint64_t call_id);
@@ -104,6 +106,7 @@ struct CallEngine::Context {
   ::event* timer = nullptr;   // relais.sleep
   std::function<int(lua_State*)> pending;  // results waiting for resume_later
   std::string auth_user;
+  std::string from_trunk;     // trunk name when the INVITE came from a trunk's address
 };
 
 }  // namespace relais

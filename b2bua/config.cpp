@@ -175,6 +175,44 @@ std::vector<DigestAlgorithm> read_algorithms(const TableReader& table) {
   return out;
 }
 
+void read_trunks(lua_State* L, TableReader& top, Config& cfg) {
+  if (!top.enter("trunks")) return;
+  lua_pushnil(L);
+  while (lua_next(L, -2) != 0) {
+    lua_pushvalue(L, -2);
+    std::string name = lua_tostring(L, -1) ? lua_tostring(L, -1) : "";
+    lua_pop(L, 1);
+    if (name.empty() || !lua_istable(L, -1)) throw ConfigError{"trunks: each entry must be name = { proxy = ... }"};
+    TrunkConfig trunk;
+    trunk.name = name;
+    TableReader entry(L, "trunks." + name + ".");
+    entry.string("proxy", trunk.proxy);
+    if (trunk.proxy.rfind("sip:", 0) != 0 && trunk.proxy.rfind("sips:", 0) != 0)
+      entry.fail("proxy", "expected a sip: URI such as sip:192.0.2.1:5060");
+    entry.string("domain", trunk.domain);
+    if (trunk.domain.empty()) {
+      std::string host = trunk.proxy.substr(trunk.proxy.find(':') + 1);
+      host = host.substr(host.find('@') == std::string::npos ? 0 : host.find('@') + 1);
+      trunk.domain = host.substr(0, host[0] == '[' ? host.find(']') + 1 : host.find_first_of(":;"));
+    }
+    entry.string("username", trunk.username);
+    entry.string("password", trunk.password);
+    entry.boolean("register", trunk.register_);
+    entry.integer("expires", trunk.expires, 30, 86400);
+    if (trunk.register_ && trunk.username.empty()) entry.fail("username", "required when register = true");
+    std::vector<std::string> addresses;
+    entry.list("addresses", addresses);
+    for (const std::string& a : addresses) {
+      auto cidr = Cidr::parse(a);
+      if (!cidr) entry.fail("addresses", "bad address or range '" + a + "'");
+      trunk.addresses.push_back(*cidr);
+    }
+    cfg.trunks[name] = std::move(trunk);
+    lua_pop(L, 1);
+  }
+  top.leave();
+}
+
 void read_users(lua_State* L, TableReader& top, Config& cfg) {
   if (!top.enter("users")) return;
   lua_pushnil(L);
@@ -279,6 +317,7 @@ void read_config(lua_State* L, Config& cfg) {
   }
 
   read_users(L, top, cfg);
+  read_trunks(L, top, cfg);
 
   std::string script;
   top.string("script", script);

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "cidr.hpp"
 #include "digest_auth.hpp"
 #include "location_store.hpp"
 #include "log.hpp"
@@ -42,6 +43,22 @@ struct CallSettings {
   int no_answer_timeout = 30;                // default dial timeout, seconds
 };
 
+// An operator trunk: where to send, how to authenticate, and which sources are the operator.
+struct TrunkConfig {
+  std::string name;
+  std::string proxy;         // next hop URI for REGISTER and INVITE, e.g. "sip:192.0.2.1:5060"
+  std::string domain;        // registrar domain and From host; default: the proxy's host
+  std::string username;
+  std::string password;
+  bool register_ = false;    // send outbound REGISTERs
+  int expires = 300;
+  std::vector<Cidr> addresses;  // INVITEs from these sources are calls from this trunk
+  bool operator==(const TrunkConfig& o) const {
+    return name == o.name && proxy == o.proxy && domain == o.domain && username == o.username &&
+           password == o.password && register_ == o.register_ && expires == o.expires;
+  }
+};
+
 struct UserConfig {
   std::string name;      // extension / username
   std::string display;   // human name, informational
@@ -64,6 +81,7 @@ struct Config {
   AuthSettings auth;
   StoreSettings store;
   CallSettings calls;
+  std::map<std::string, TrunkConfig> trunks;
   std::map<std::string, UserConfig> users;
   std::string script_path;  // resolved; empty when no script
   std::string http_listen;  // "HOST:PORT" for /health, /metrics, /v1/registrations; empty = off

@@ -310,6 +310,7 @@ void CallEngine::push_call_table(lua_State* co, const Context& ctx) {
   set_str(co, "transport", invite->source().transport.c_str());
   set_str(co, "call_id", invite->call_id().c_str());
   if (!ctx.auth_user.empty()) set_str(co, "auth_user", ctx.auth_user.c_str());
+  if (!ctx.from_trunk.empty()) set_str(co, "from_trunk", ctx.from_trunk.c_str());
   luaL_getmetatable(co, kCallMeta);
   lua_setmetatable(co, -2);
 }

@@ -23,6 +23,7 @@
 #include "script_engine.hpp"
 #include "sip_stack.hpp"
 #include "sofia_log.hpp"
+#include "trunk_registration.hpp"
 
 using namespace relais;
 
@@ -166,6 +167,9 @@ int run(const std::string& path, const std::vector<std::string>& overrides) {
     return 1;
   }
 
+  TrunkRegistrations trunks(*calls);
+  trunks.apply(cfg.trunks);
+
   int64_t started = static_cast<int64_t>(time(nullptr));
   std::unique_ptr<HttpApi> http;
   if (!cfg.http_listen.empty()) {
@@ -206,6 +210,7 @@ int run(const std::string& path, const std::vector<std::string>& overrides) {
     auth.set_users(fresh);
     registrar.set_config(fresh);
     calls->set_config(fresh);
+    trunks.apply(fresh.trunks);
     log_info("reload").kv("users", fresh.users.size()).kv("script", fresh.script_path);
   });
   signal(SIGPIPE, SIG_IGN);
@@ -220,6 +225,7 @@ int run(const std::string& path, const std::vector<std::string>& overrides) {
   // Order matters: the store completes pending lookups (their requests get answered) while the
   // registrar and the SIP agent still exist; then the agent goes.
   http.reset();
+  trunks.apply({});
   calls.reset();  // hangs up calls still up; their BYEs leave before the agent goes
   store->flush();
   store.reset();
