@@ -44,7 +44,7 @@ bool HttpApi::start(const std::string& listen, std::string& error) {
     error = "http.listen: cannot listen on " + listen;
     return false;
   }
-  evhttp_set_allowed_methods(http_, EVHTTP_REQ_GET);
+  evhttp_set_allowed_methods(http_, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
   evhttp_set_max_headers_size(http_, 8192);
   evhttp_set_max_body_size(http_, 0);
   evhttp_set_timeout(http_, 10);
@@ -58,6 +58,15 @@ void HttpApi::handle(evhttp_request* req) {
   const evhttp_uri* uri = evhttp_request_get_evhttp_uri(req);
   const char* path = uri ? evhttp_uri_get_path(uri) : nullptr;
   std::string p = path ? path : "";
+  bool post = evhttp_request_get_command(req) == EVHTTP_REQ_POST;
+  if (p == "/v1/reload") {
+    if (!post) return reply(req, 405, "Method Not Allowed", "use POST\n", "text/plain");
+    std::string error = reload_ ? reload_() : "reload not available";
+    nlohmann::json body = error.empty() ? nlohmann::json{{"ok", true}} : nlohmann::json{{"ok", false}, {"error", error}};
+    return reply(req, error.empty() ? 200 : 500, error.empty() ? "OK" : "Reload Failed",
+                 body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n", "application/json");
+  }
+  if (post) return reply(req, 405, "Method Not Allowed", "use GET\n", "text/plain");
   if (p == "/health") return reply(req, 200, "OK", "ok\n", "text/plain");
   if (p == "/metrics") return reply(req, 200, "OK", metrics_(), "text/plain; version=0.0.4");
   if (p == "/v1/registrations") {

@@ -2,6 +2,7 @@
 //   GET /health                      200 "ok" while the loop runs
 //   GET /metrics                     Prometheus text exposition
 //   GET /v1/registrations?aor=A      the AoR's current bindings as JSON
+//   POST /v1/reload                  what SIGHUP does; 200 or 500 with the error
 // Bind it to loopback or a management network: it has no authentication.
 #pragma once
 
@@ -23,8 +24,11 @@ class HttpApi {
   // Current counter values, gathered when /metrics is scraped.
   using MetricsSource = std::function<std::string()>;
 
-  HttpApi(EventLoop& loop, LocationStore& store, MetricsSource metrics)
-      : loop_(loop), store_(store), metrics_(std::move(metrics)) {}
+  // Reloads config and script; returns an empty string or the error (file:line: message).
+  using Reload = std::function<std::string()>;
+
+  HttpApi(EventLoop& loop, LocationStore& store, MetricsSource metrics, Reload reload)
+      : loop_(loop), store_(store), metrics_(std::move(metrics)), reload_(std::move(reload)) {}
   ~HttpApi();
   HttpApi(const HttpApi&) = delete;
   HttpApi& operator=(const HttpApi&) = delete;
@@ -40,6 +44,7 @@ class HttpApi {
   EventLoop& loop_;
   LocationStore& store_;
   MetricsSource metrics_;
+  Reload reload_;
   evhttp* http_ = nullptr;
 };
 

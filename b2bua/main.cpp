@@ -170,6 +170,26 @@ int run(const std::string& path, const std::vector<std::string>& overrides) {
   TrunkRegistrations trunks(*calls);
   trunks.apply(cfg.trunks);
 
+  // SIGHUP and POST /v1/reload. A failed reload keeps everything running as it was; calls in
+  // progress finish in the script generation they started in.
+  auto reload = [&]() -> std::string {
+    Config fresh;
+    std::string why;
+    if (!load_config(path, overrides, fresh, why) || (!fresh.script_path.empty() && !script.load(fresh.script_path, why))) {
+      log_error("reload.failed").kv("error", why);
+      return why;
+    }
+    set_log_level(fresh.log_level);
+    auth.set_users(fresh);
+    registrar.set_config(fresh);
+    calls->set_config(fresh);
+    trunks.apply(fresh.trunks);
+    log_info("reload").kv("users", fresh.users.size()).kv("script", fresh.script_path)
+        .kv("generation", script.current() ? static_cast<long long>(script.current()->generation()) : 0LL)
+        .kv("active_calls", static_cast<long long>(calls->counters().active));
+    return {};
+  };
+
   int64_t started = static_cast<int64_t>(time(nullptr));
   std::unique_ptr<HttpApi> http;
   if (!cfg.http_listen.empty()) {
@@ -177,11 +197,12 @@ int run(const std::string& path, const std::vector<std::string>& overrides) {
       MetricsSnapshot m;
       m.registrar = registrar.counters();
       m.sip = stack->counters();
+      m.calls = calls->counters();
       m.store_backend = store->backend_name();
       m.node_id = cfg.node_id;
       m.uptime_seconds = static_cast<int64_t>(time(nullptr)) - started;
       return render_metrics(m);
-    });
+    }, reload);
     if (!http->start(cfg.http_listen, error)) {
       log_error("startup.failed").kv("error", error);
       return 1;
@@ -194,25 +215,7 @@ int run(const std::string& path, const std::vector<std::string>& overrides) {
   };
   loop.on_signal(SIGTERM, [&] { stop("TERM"); });
   loop.on_signal(SIGINT, [&] { stop("INT"); });
-  loop.on_signal(SIGHUP, [&] {
-    // A failed reload keeps everything that is running as it was.
-    Config fresh;
-    std::string why;
-    if (!load_config(path, overrides, fresh, why)) {
-      log_error("reload.failed").kv("error", why);
-      return;
-    }
-    if (!fresh.script_path.empty() && !script.load(fresh.script_path, why)) {
-      log_error("reload.failed").kv("error", why);
-      return;
-    }
-    set_log_level(fresh.log_level);
-    auth.set_users(fresh);
-    registrar.set_config(fresh);
-    calls->set_config(fresh);
-    trunks.apply(fresh.trunks);
-    log_info("reload").kv("users", fresh.users.size()).kv("script", fresh.script_path);
-  });
+  loop.on_signal(SIGHUP, [&] { reload(); });
   signal(SIGPIPE, SIG_IGN);
 
   std::string listen;

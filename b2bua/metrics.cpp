@@ -27,6 +27,11 @@ std::string render_metrics(const MetricsSnapshot& m) {
   counter(out, reg, reg_help, "result=\"auth_failed\"", m.registrar.auth_failed, false);
   counter(out, reg, reg_help, "result=\"rejected\"", m.registrar.rejected, false);
   counter(out, reg, reg_help, "result=\"error\"", m.registrar.errors, false);
+  counter(out, "relais_calls_total", "Calls started", "", m.calls.started);
+  counter(out, "relais_calls_answered_total", "Calls answered", "", m.calls.answered);
+  counter(out, "relais_script_errors_total", "Lua errors in call scripts", "", m.calls.script_errors);
+  out += "# HELP relais_calls_active Calls in progress\n# TYPE relais_calls_active gauge\n";
+  out += "relais_calls_active " + std::to_string(m.calls.active) + "\n";
   counter(out, "relais_sip_requests_total", "SIP requests received", "", m.sip.requests);
   counter(out, "relais_sip_bad_messages_total", "Malformed SIP messages refused or dropped by the parser", "", m.sip.bad_messages);
   out += "# HELP relais_sip_server_transactions Server transactions alive (including lingering)\n";

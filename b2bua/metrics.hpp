@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <string>
 
+#include "call_engine.hpp"
 #include "registrar.hpp"
 #include "sip_stack.hpp"
 
@@ -12,6 +13,7 @@ namespace relais {
 struct MetricsSnapshot {
   RegistrarCounters registrar;
   SipCounters sip;
+  CallCounters calls;
   std::string store_backend;
   std::string node_id;
   int64_t uptime_seconds = 0;
