@@ -148,6 +148,8 @@ void CallEngine::handle_invite(const SipRequestPtr& request) {
         return start_call(request, outcome.user);
       case Authenticator::Verdict::challenge:
       case Authenticator::Verdict::stale: {
+        ++counters_.challenged;
+        log_debug("call.challenge").kv("user", user).kv("why", outcome.reason).kv("call_id", request->call_id());
         std::vector<std::string> headers = auth_.challenges(unix_now(), outcome.verdict == Authenticator::Verdict::stale, user);
         if (headers.size() == 1)
           request->respond(SIP_407_PROXY_AUTH_REQUIRED, SIPTAG_PROXY_AUTHENTICATE_STR(headers[0].c_str()), TAG_END());

@@ -30,6 +30,7 @@ class SipStack;
 
 struct CallCounters {
   uint64_t started = 0;
+  uint64_t challenged = 0;  // INVITEs answered 407
   uint64_t answered = 0;
   uint64_t failed = 0;
   uint64_t script_errors = 0;

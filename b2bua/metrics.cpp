@@ -28,6 +28,7 @@ std::string render_metrics(const MetricsSnapshot& m) {
   counter(out, reg, reg_help, "result=\"rejected\"", m.registrar.rejected, false);
   counter(out, reg, reg_help, "result=\"error\"", m.registrar.errors, false);
   counter(out, "relais_calls_total", "Calls started", "", m.calls.started);
+  counter(out, "relais_calls_challenged_total", "INVITEs answered 407 Proxy Authentication Required", "", m.calls.challenged);
   counter(out, "relais_calls_answered_total", "Calls answered", "", m.calls.answered);
   counter(out, "relais_script_errors_total", "Lua errors in call scripts", "", m.calls.script_errors);
   out += "# HELP relais_calls_active Calls in progress\n# TYPE relais_calls_active gauge\n";

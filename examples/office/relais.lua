@@ -43,6 +43,29 @@ return {
     ["200"] = { password = "lab-200",       name = "Laboratory" },
   },
 
+  calls = {
+    authenticate = true,              -- phones' INVITEs are challenged (407) like their REGISTERs
+    unknown_sources = "reject",       -- INVITEs from neither a user nor a trunk get 403
+    no_answer_timeout = 30,           -- default dial timeout, seconds
+  },
+
+  -- The operator (outside numbers) and the clinic's other site (*2xx). Fill in your
+  -- operator's details and set register = true.
+  trunks = {
+    operator = {
+      proxy = "sip:192.0.2.10:5060",  -- the operator's SIP server (TEST-NET placeholder)
+      domain = "operator.example",
+      username = "clinic", password = "change-me",
+      register = false, expires = 300,
+      addresses = { "192.0.2.10/32" },  -- INVITEs from here are calls from the operator
+    },
+    site2 = {
+      proxy = "sip:10.20.0.2:5060",   -- relais of the other site
+      domain = "site2.clinic.example",
+      addresses = { "10.20.0.0/16" },
+    },
+  },
+
   -- /health, /metrics (Prometheus) and /v1/registrations?aor=...; keep it off the internet.
   http = { listen = "127.0.0.1:8089" },
 

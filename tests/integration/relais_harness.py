@@ -692,3 +692,409 @@ def wait_until(fn, timeout=5.0, interval=0.2, what="condition"):
     fail("timed out after %.1fs waiting for %s (last value %r)" % (timeout, what, last))
 
 
+# ----------------------------------------------------------------------------------------------
+# Calls: sipp in the background, sipp message traces, contacts registered from a given port
+
+
+def udp_port_bound(port, host="127.0.0.1"):
+    """True when some process has a UDP socket bound to host:port (read from /proc, no bind
+    race with the process that is about to take it)."""
+    want = "%s:%04X" % ("".join("%02X" % int(b) for b in reversed(host.split("."))), port)
+    try:
+        with open("/proc/net/udp") as f:
+            next(f)
+            for line in f:
+                local = line.split()[1]
+                if local == want or local == "00000000:%04X" % port:
+                    return True
+    except OSError:
+        pass
+    return False
+
+
+class SippProc:
+    """A sipp started in the background (a UAS, or a UAC run beside another); wait() gives the
+    SippResult like run_sipp."""
+
+    def __init__(self, argv, workdir, timeout, port=None):
+        self.argv, self.workdir, self.timeout, self.port = argv, workdir, timeout, port
+        log("start: " + " ".join(argv))
+        self.proc = popen(argv, cwd=workdir, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE)
+        self._out = {}
+        self._thread = threading.Thread(target=self._collect, daemon=True)
+        self._thread.start()
+        self.result = None
+
+    def _collect(self):
+        try:
+            out, err = self.proc.communicate(timeout=self.timeout + 15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            out, err = self.proc.communicate(timeout=5)
+        self._out = {"out": out, "err": err}
+
+    def wait_ready(self, timeout=5.0):
+        """Wait until sipp listens on its UDP port (a UAS must, before the call is placed)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.port and udp_port_bound(self.port):
+                time.sleep(0.1)
+                return self
+            if self.proc.poll() is not None:
+                fail("sipp exited with %s before listening on %s:\n%s" % (
+                    self.proc.returncode, self.port, self.wait().report()))
+            time.sleep(0.05)
+        fail("sipp did not bind UDP port %s within %ss" % (self.port, timeout))
+
+    def running(self):
+        return self.proc.poll() is None
+
+    def wait(self, timeout=None):
+        """Wait for the exit (bounded by the sipp timeout) and return its SippResult."""
+        if self.result is not None:
+            return self.result
+        self._thread.join(timeout if timeout is not None else self.timeout + 25)
+        if self._thread.is_alive():
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            self._thread.join(10)
+        files = {}
+        for name in sorted(os.listdir(self.workdir)):
+            p = os.path.join(self.workdir, name)
+            if os.path.isfile(p):
+                with open(p, "rb") as f:
+                    files[name] = f.read().decode("utf-8", "replace")
+        self.result = SippResult(self.proc.returncode,
+                                 self._out.get("out", b"").decode("utf-8", "replace"),
+                                 self._out.get("err", b"").decode("utf-8", "replace"),
+                                 self.workdir, files)
+        return self.result
+
+    def stop(self):
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGINT)
+            except OSError:
+                pass
+        return self.wait()
+
+
+def start_sipp(target, scenario, args=(), timeout=20, workdir=None, port=None):
+    """Start sipp in the background: target "host:port" (None for a UAS), scenario an XML path;
+    always under `timeout -s INT`, with error/message/screen traces kept. port: the -p port, used
+    by wait_ready()."""
+    require_tool("sipp")
+    require_tool("timeout")
+    workdir = workdir or make_tempdir("sipp")
+    argv = ["timeout", "-s", "INT", "-k", "5", str(timeout), "sipp"]
+    if target:
+        argv.append(target)
+    argv += ["-sf", scenario, "-nostdin", "-trace_err", "-trace_msg", "-trace_screen",
+             "-trace_stat", "-timeout", "%ds" % max(1, timeout - 3), "-timeout_error"]
+    argv += list(args)
+    return SippProc(argv, workdir, timeout, port=port)
+
+
+def sipp_messages(result, direction=None):
+    """The SIP messages of a sipp -trace_msg log as [(direction, SipMessage)], direction "sent"
+    or "received"; filtered to one direction when asked."""
+    out = []
+    text = result.text("_messages.log")
+    for chunk in re.split(r"(?m)^-{20,}.*$", text):
+        m = re.search(r"(?m)^\s*(?:UDP|TCP)\s+message\s+(sent|received)\b.*$", chunk)
+        if not m:
+            continue
+        raw = chunk[m.end():].lstrip("\r\n")
+        raw = raw.replace("\r\n", "\n").rstrip("\n")
+        if not raw.strip():
+            continue
+        if "\n\n" not in raw:
+            raw += "\n\n"
+        try:
+            msg = parse_message(raw.replace("\n", "\r\n").encode())
+        except ValueError:
+            continue
+        if direction is None or m.group(1) == direction:
+            out.append((m.group(1), msg))
+    return out
+
+
+def sipp_first(result, direction, method=None, status=None, cseq_method=None):
+    """First message of a sipp trace in direction matching a method or a status (and the CSeq
+    method for responses), or None."""
+    for _, msg in sipp_messages(result, direction):
+        if method and msg.method != method:
+            continue
+        if status is not None and msg.status != status:
+            continue
+        if cseq_method and not (msg.get("cseq") or "").upper().endswith(cseq_method.upper()):
+            continue
+        if method is None and status is None and msg.status is None:
+            continue
+        return msg
+    return None
+
+
+def sipp_summary(result, direction=None):
+    """One line per traced message: '> INVITE' / '< SIP/2.0 200 OK (CSeq)' for reports."""
+    lines = []
+    for d, msg in sipp_messages(result, direction):
+        lines.append("%s %s  [CSeq: %s]" % (">" if d == "sent" else "<", msg.first_line,
+                                            msg.get("cseq", "")))
+    return "\n".join(lines) or "(no traced messages)"
+
+
+def register_from_port(relais, user, port, password=None, expires=300, contact_user=None):
+    """REGISTER user with Contact sip:user@127.0.0.1:port, sent from that same UDP port (so a
+    registrar that records the source address, NAT-style, still points at it). The socket is
+    closed afterwards so a sipp can take the port."""
+    c = relais.client("udp")
+    try:
+        c.sock.close()
+        c.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        c.sock.bind(("127.0.0.1", port))
+        c.local_port = port
+        contact = "sip:%s@127.0.0.1:%d" % (contact_user or user, port)
+        r, _ = c.register(user, password or user_password(user), contacts=["<%s>" % contact],
+                          expires=expires)
+        expect_status(r, 200, "REGISTER %s with contact %s" % (user, contact))
+        return contact
+    finally:
+        c.close()
+
+
+def script_logs(relais, since=0):
+    """The msg texts of the event=script.log lines (relais.log from a script) since a mark."""
+    out = []
+    for line in relais.log_since(since):
+        if "event=script.log" not in line:
+            continue
+        m = re.search(r'msg="((?:[^"\\]|\\.)*)"', line) or re.search(r"msg=(\S+)", line)
+        out.append(m.group(1) if m else line)
+    return out
+
+
+def free_media_port():
+    """A UDP port p with p and p+2 free (sipp -mp binds the audio port and the one two above)."""
+    for _ in range(100):
+        p = free_port(tcp=False)
+        if p < 65530 and _bindable(socket.AF_INET, socket.SOCK_DGRAM, "127.0.0.1", p + 2):
+            return p
+    fail("no free media port pair found")
+
+
+def sipp_uas(scenario, port=None, timeout=20, args=()):
+    """A sipp callee on 127.0.0.1:port (free when not given) running scenarios/<scenario> for
+    one call; returns the SippProc once it listens."""
+    port = port or free_port()
+    argv = ["-i", "127.0.0.1", "-p", str(port), "-mp", str(free_media_port()), "-m", "1"]
+    proc = start_sipp(None, os.path.join(SCENARIOS, scenario), argv + list(args),
+                      timeout=timeout, port=port)
+    return proc.wait_ready()
+
+
+def sipp_uac(relais, scenario, service, caller="100", timeout=20, args=(), port=None):
+    """A sipp caller placing one call to relais: Request-URI sip:<service>@relais, From
+    <caller>@DOMAIN (keys [caller], [domain] of the call_uac_*.xml scenarios)."""
+    port = port or free_port()
+    argv = ["-i", "127.0.0.1", "-p", str(port), "-mp", str(free_media_port()), "-m", "1",
+            "-l", "1", "-s", service, "-key", "caller", caller, "-key", "domain", DOMAIN]
+    return start_sipp("%s:%d" % relais.addr(), os.path.join(SCENARIOS, scenario),
+                      argv + list(args), timeout=timeout, port=port)
+
+
+def finish_call(uac, uases=(), grace=3.0):
+    """Wait for the caller sipp, then the callees. When the caller failed, callees still waiting
+    get `grace` seconds and are then stopped, so a broken call does not cost their whole
+    timeout. Returns (uac result, [uas results])."""
+    ru = uac.wait()
+    results = []
+    deadline = time.monotonic() + grace
+    for p in uases:
+        if ru.rc != 0:
+            while p.running() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            results.append(p.stop())
+        else:
+            results.append(p.wait())
+    return ru, results
+
+
+def call_report(uac_result, uas_results=(), names=None):
+    """Readable evidence of one call: each sipp's exit code and message flow, then its errors."""
+    out = ["caller sipp exit %s:\n%s" % (uac_result.rc, sipp_summary(uac_result))]
+    for i, r in enumerate(uas_results):
+        name = names[i] if names else "callee %d" % (i + 1)
+        out.append("%s sipp exit %s:\n%s" % (name, r.rc, sipp_summary(r)))
+    for r in [uac_result] + list(uas_results):
+        if r.rc != 0:
+            out.append(r.report())
+    return "\n".join(out)
+
+
+# ----------------------------------------------------------------------------------------------
+# Kamailio as a test peer (an operator, a proxy): a .cfg template with @NAME@ placeholders
+
+
+class Kamailio:
+    """A kamailio process in the foreground (-DD -E) on host:port (UDP), from a .cfg template.
+
+    values: {NAME: value} replacing @NAME@ in the template; KAMAILIO_IP, KAMAILIO_PORT and
+    CTL_SOCKET (a unix socket for kamcmd, if the cfg loads ctl) are provided. Every placeholder
+    must be filled. Its stderr is kept (log_lines, wait_log) and written to kamailio.log."""
+
+    def __init__(self, template, values=None, name="kamailio", host="127.0.0.1", port=None,
+                 shm_mb=64, ready_timeout=10):
+        require_tool("kamailio")
+        self.name = name
+        self.host = host
+        self.port = port or free_port(host=host, tcp=False)
+        self.workdir = make_tempdir(name)
+        self.ctl_socket = os.path.join(self.workdir, "kamailio_ctl")
+        self.cfg_path = os.path.join(self.workdir, "kamailio.cfg")
+        self.log_path = os.path.join(self.workdir, "kamailio.log")
+        self.shm_mb = shm_mb
+        self.ready_timeout = ready_timeout
+        self.proc = None
+        self._lines = []
+        self._lock = threading.Lock()
+        self._reader_thread = None
+        vals = {"KAMAILIO_IP": host, "KAMAILIO_PORT": self.port, "CTL_SOCKET": self.ctl_socket}
+        vals.update(values or {})
+        with open(template) as f:
+            text = f.read()
+        for k, v in vals.items():
+            text = text.replace("@%s@" % k, str(v))
+        left = sorted(set(re.findall(r"@[A-Z][A-Z0-9_]*@", text)))
+        if left:
+            fail("%s: placeholders without a value: %s" % (template, ", ".join(left)))
+        with open(self.cfg_path, "w") as f:
+            f.write(text)
+
+    def argv(self):
+        return ["kamailio", "-f", self.cfg_path, "-DD", "-E", "-Y", self.workdir,
+                "-w", self.workdir, "-P", os.path.join(self.workdir, "kamailio.pid"),
+                "-m", str(self.shm_mb), "-M", "8"]
+
+    def start(self):
+        check = subprocess.run(["kamailio", "-c", "-f", self.cfg_path, "-Y", self.workdir],
+                               stdin=subprocess.DEVNULL, capture_output=True, timeout=20)
+        if check.returncode != 0:
+            fail("kamailio -c refused %s:\n%s" % (self.cfg_path, check.stderr.decode(
+                "utf-8", "replace")[-3000:]))
+        self._append("### start: " + " ".join(self.argv()))
+        self.proc = popen(self.argv(), cwd=self.workdir, stdin=subprocess.DEVNULL,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self._reader_thread = threading.Thread(target=self._reader, daemon=True)
+        self._reader_thread.start()
+        deadline = time.monotonic() + self.ready_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                time.sleep(0.2)
+                fail("kamailio exited with %s at startup; log tail:\n%s" % (
+                    self.proc.returncode, self.log_tail()))
+            if udp_port_bound(self.port, self.host) and (
+                    "unix:" not in open(self.cfg_path).read() or os.path.exists(self.ctl_socket)):
+                time.sleep(0.2)  # the SIP workers start after the socket is bound
+                return self
+            time.sleep(0.05)
+        fail("kamailio did not listen on %s:%d within %ss; log tail:\n%s" % (
+            self.host, self.port, self.ready_timeout, self.log_tail()))
+
+    def _append(self, line):
+        with self._lock:
+            self._lines.append(line)
+            with open(self.log_path, "a") as f:
+                f.write(line + "\n")
+
+    def _reader(self):
+        for raw in iter(self.proc.stderr.readline, b""):
+            self._append(raw.decode("utf-8", "replace").rstrip("\n"))
+        self.proc.stderr.close()
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout=10):
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc and self.proc.returncode
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=5)
+        if self._reader_thread:
+            self._reader_thread.join(timeout=2)
+        return self.proc.returncode
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *a):
+        self.stop()
+        return False
+
+    # -- logs
+
+    def log_lines(self):
+        with self._lock:
+            return list(self._lines)
+
+    def log_mark(self):
+        with self._lock:
+            return len(self._lines)
+
+    def log_since(self, mark):
+        with self._lock:
+            return self._lines[mark:]
+
+    def log_tail(self, n=40):
+        return "\n".join("  | " + l for l in self.log_lines()[-n:])
+
+    def grep(self, needle, since=0):
+        return [l for l in self.log_since(since) if needle in l]
+
+    def wait_log(self, needle, timeout=10, since=0):
+        return wait_until(lambda: self.grep(needle, since), timeout=timeout,
+                          what="kamailio %s logging %r" % (self.name, needle))[0]
+
+    # -- control
+
+    def rpc(self, *command, timeout=5):
+        """kamcmd over the ctl socket; returns its stdout (fails on a non-zero exit)."""
+        require_tool("kamcmd")
+        r = subprocess.run(["kamcmd", "-s", "unix:" + self.ctl_socket] + [str(c) for c in command],
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
+        if r.returncode != 0:
+            fail("kamcmd %s failed (%s): %s" % (" ".join(map(str, command)), r.returncode,
+                                               (r.stdout + r.stderr).decode("utf-8", "replace")))
+        return r.stdout.decode("utf-8", "replace")
+
+    def contacts_of(self, aor, table="location"):
+        """{contact uri: seconds left} of an AoR in usrloc (ul.lookup); {} when it has none."""
+        r = subprocess.run(["kamcmd", "-s", "unix:" + self.ctl_socket, "ul.lookup", table, aor],
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=5)
+        out = r.stdout.decode("utf-8", "replace")
+        if r.returncode != 0:
+            if re.search(r"404|not found", out + r.stderr.decode("utf-8", "replace"), re.I):
+                return {}
+            fail("kamcmd ul.lookup %s %s failed: %s" % (table, aor, out))
+        found, uri = {}, None
+        for line in out.splitlines():
+            m = re.match(r"\s*Address:\s*(\S+)", line)
+            if m:
+                uri = m.group(1)
+                continue
+            m = re.match(r"\s*Expires:\s*(-?\d+)", line)
+            if m and uri is not None:
+                found[uri] = int(m.group(1))
+                uri = None
+        return found
