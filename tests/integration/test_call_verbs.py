@@ -32,6 +32,8 @@ function on_invite(call)
     return
   elseif u == "boom" then
     error("deliberate script failure")
+  elseif u == "spin" then
+    while true do end
   end
   return call:reject(404, "No Such Test")
 end
@@ -126,7 +128,40 @@ def test(checks):
         checks.run("dial of a parallel list: busy target ignored, the other answers; caller_id "
                    "reaches the callee", parallel_list)
         checks.run("a Lua error in on_invite answers 500, relais keeps serving", script_error)
+
+        def runaway_script():
+            mark = relais.log_mark()
+            t0 = time.monotonic()
+            expect_final(relais, "spin", 500)
+            if not any("instruction limit" in l for l in relais.log_since(mark)):
+                h.fail("the runaway script was not reported:\n%s" % "\n".join(relais.log_since(mark)))
+            h.log("runaway script stopped after %.2fs" % (time.monotonic() - t0))
+            expect_final(relais, "reject", 603)
+
+        checks.run("a runaway on_invite is stopped by the instruction limit, relais keeps serving",
+                   runaway_script)
         if not relais.alive():
+            h.fail("relais died during the calls")
+
+    # calls.unknown_sources = "reject": an INVITE from neither a user nor a trunk gets 403 and
+    # never reaches the script.
+    strict = h.Relais(name="call-verbs-strict", config={"calls": {"authenticate": True, "unknown_sources": "reject"}},
+                      script=script)
+    with strict:
+        def unknown_source_rejected():
+            mark = strict.log_mark()
+            uac = h.sipp_uac(strict, "call_uac_fail.xml", "reject", caller="stranger", timeout=10)
+            ru, _ = h.finish_call(uac)
+            fin = final_response(ru)
+            if fin is None or fin.status != 403:
+                h.fail("INVITE from an unknown source: expected 403, got %s\n%s" % (
+                    fin.first_line if fin else "no final response", h.call_report(ru)))
+            if h.script_logs(strict, mark):
+                h.fail("the script ran for a rejected unknown source")
+
+        checks.run("unknown_sources = reject answers 403 to an INVITE from nobody we know",
+                   unknown_source_rejected)
+        if not strict.alive():
             h.fail("relais died during the calls")
 
 
