@@ -128,6 +128,10 @@ bool B2bCall::send_invite(BLeg& leg, const std::string& authorization, bool prox
       leg.route.empty() ? nullptr : URL_STRING_MAKE(leg.route.c_str()), SIP_METHOD_INVITE,
       URL_STRING_MAKE(leg.request_uri.c_str()), SIPTAG_CONTACT_STR(leg.contact.c_str()),
       SIPTAG_CONTENT_TYPE(sip->sip_content_type), SIPTAG_PAYLOAD(sip->sip_payload),
+      // Session timers (RFC 4028) are negotiated end to end: relais relays the refreshing
+      // re-INVITE/UPDATE, so it passes the negotiation headers through.
+      SIPTAG_SESSION_EXPIRES(sip->sip_session_expires), SIPTAG_MIN_SE(sip->sip_min_se),
+      SIPTAG_SUPPORTED(sip->sip_supported),
       TAG_IF(auth && !proxy_auth, SIPTAG_AUTHORIZATION_STR(authorization.c_str())),
       TAG_IF(auth && proxy_auth, SIPTAG_PROXY_AUTHORIZATION_STR(authorization.c_str())),
       TAG_IF(!extra.empty(), SIPTAG_HEADER_STR(extra.c_str())), TAG_END());
@@ -187,6 +191,7 @@ void B2bCall::b_answered(BLeg& leg, const sip_t* sip) {
   evtimer_del(stage_timer_);
   cancel_other_legs(&leg);
   invite_->respond(SIP_200_OK, SIPTAG_CONTACT_STR(our_contact().c_str()),
+                   SIPTAG_SESSION_EXPIRES(sip->sip_session_expires), SIPTAG_REQUIRE(sip->sip_require),
                    SIPTAG_CONTENT_TYPE(sip->sip_content_type), SIPTAG_PAYLOAD(sip->sip_payload), TAG_END());
   engine_.call_answered();
   log_info("call.answered").kv("call", id_).kv("call_id", call_id_).kv("target", leg.target);
