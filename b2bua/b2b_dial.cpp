@@ -169,6 +169,11 @@ void B2bCall::b_response(BLeg& leg, const sip_t* sip) {
     leg.invite = old;
     log_warn("call.trunk_auth_failed").kv("call", id_).kv("trunk", leg.trunk->name).kv("reason", answer.error);
   }
+  if (status == 401 || status == 407) {
+    // A challenge is addressed to relais, not to the caller (who could not answer it and
+    // would get a 407 without Proxy-Authenticate): report it as our failure.
+    return b_failed(leg, 503, "Upstream Authentication Failed");
+  }
   b_failed(leg, status, sip && sip->sip_status ? sip->sip_status->st_phrase : "Request Timeout");
 }
 

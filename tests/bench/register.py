@@ -517,6 +517,11 @@ def best_clean(sat):
     return out
 
 
+def bg_note(r):
+    bg = r.get("background", 0)
+    return f" (machine {bg:.0f}% busy just before)" if bg > 25 else ""
+
+
 def fmt_rate(v):
     return f"{v:,.0f}"
 
@@ -710,7 +715,7 @@ def report(args, servers, results, elapsed):
                       f"-l {r['limit']:<3} failed {r['failed']} ({100 * r['failed_frac']:.3f}%) "
                       f"retrans {r['retrans']} server-socket drops {r['socket_drops']} | "
                       f"server CPU {r['server_cpu_pct']:.0f}% sipp core {r['client_core_pct']:.0f}% "
-                      f"others {r['other_cpu_pct']:.0f}% | "
+                      f"others {r['other_cpu_pct']:.0f}%{bg_note(r)} | "
                       f"{r['cpu_ms_per_1000']:.1f} ms CPU/1000 | RSS {r['rss_mb']:,.0f} MB")
         best = best_clean(results[name]["sat"])
         print(f"   fixed rate {fixed:,}/s offered open loop ({args.fixed_duration:.0f} s): CPU per 1000 registrations")
@@ -720,11 +725,11 @@ def report(args, servers, results, elapsed):
             if not r["ok"]:
                 print(f"     run {i + 1}: sipp failed: {'; '.join(r['notes'])}")
                 continue
-            cpu.append(r["cpu_ms_per_1000"] if r["clean"] else float("nan"))
+            cpu.append((r["cpu_ms_per_1000"], r["clean"]))
             print(f"     run {i + 1}: {r['cpu_ms_per_1000']:6.1f} ms  {'clean' if r['clean'] else 'UNCLEAN':7} "
                   f"{fmt_rate(r['rate'])} reg/s achieved, failed {r['failed']}, retrans {r['retrans']}, "
                   f"server-socket drops {r['socket_drops']}, server CPU {r['server_cpu_pct']:.0f}%, "
-                  f"RSS {r['rss_mb']:,.0f} MB")
+                  f"others {r['other_cpu_pct']:.0f}%{bg_note(r)}, RSS {r['rss_mb']:,.0f} MB")
         if s.failed:
             print(f"   PROBLEM: {s.failed}")
         cnt, sample = s.log_problems()
@@ -736,7 +741,7 @@ def report(args, servers, results, elapsed):
         if any("Connection refused" in l for _, l in sample):
             print("     ('Connection refused': answers sent after a sipp client had exited, e.g. to\n"
                   "      requests still queued when the run stopped)")
-        good_cpu = [c for c in cpu if c == c]
+        good_cpu = [c for c, clean in cpu if clean]
         summary[name] = (best, statistics.median(best) if best else 0.0, cpu,
                          statistics.median(good_cpu) if good_cpu else float("nan"))
         print()
@@ -744,9 +749,9 @@ def report(args, servers, results, elapsed):
     print("== summary")
     for name, (best, med_rate, cpu, med_cpu) in summary.items():
         runs = " / ".join(fmt_rate(b) for b in best)
-        cpus = " / ".join(f"{c:.1f}" for c in cpu)
+        cpus = " / ".join(f"{c:.1f}" + ("" if clean else " (unclean)") for c, clean in cpu)
         print(f"   {name:9} max clean rate {runs} reg/s (median {fmt_rate(med_rate)}); "
-              f"CPU per 1000 at {fixed:,}/s: {cpus} ms (median {med_cpu:.1f})")
+              f"CPU per 1000 at {fixed:,}/s: {cpus} ms (median of clean runs {med_cpu:.1f})")
     if "relais" in summary and "kamailio" in summary:
         k, r = summary["kamailio"], summary["relais"]
         ratio = r[1] / k[1] if k[1] else float("nan")

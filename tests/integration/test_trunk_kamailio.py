@@ -3,7 +3,8 @@
 mobile number out through the trunk (the operator challenges the INVITE with 407, a sipp "PSTN"
 answers); a call from the PSTN to the DID 100 comes in through the operator, the script sees
 call.from_trunk == "operator" and rings the registered user 100; the registration is refreshed
-before it expires.
+before it expires; with a wrong trunk password the registration fails and an INVITE's 407 is
+answered once only.
 
 Addresses: relais and the phones on 127.0.0.1, Kamailio on 127.0.0.2 (still the loopback
 interface). relais tells a trunk's INVITEs by their source IP only, so the operator needs an
@@ -179,8 +180,9 @@ def test(checks):
         ops = operator_lines(kam, kmark)
         for needle in ("outbound INVITE challenged with 407",
                        "outbound INVITE authenticated as %s" % TRUNK_USER):
-            if not any(needle in l for l in ops):
-                h.fail("operator did not log %r\n%s" % (needle, report))
+            n = len([l for l in ops if needle in l])
+            if n != 1:
+                h.fail("operator logged %r %d times (expected once)\n%s" % (needle, n, report))
         invite = h.sipp_first(rs, "received", method="INVITE")
         problems = []
         if not invite.first_line.startswith("INVITE sip:%s@" % MOBILE):
@@ -230,6 +232,55 @@ def test(checks):
             if not h.sipp_first(rs, "received", method=method):
                 h.fail("user %s never received %s\n%s" % (DID, method, report))
 
+    def wrong_password():
+        """A trunk with a wrong password: the REGISTER fails (event=trunk.register_failed, no
+        tight retry loop) and an outbound INVITE answers the 407 once, then gives up."""
+        kmark = kam.log_mark()
+        bad = h.Relais(name="trunk-badpw", config={
+            "calls": CALLS,
+            "trunks": {"operator": {
+                "proxy": "sip:%s:%d" % (OP_IP, kport), "domain": OP_DOMAIN,
+                "username": TRUNK_USER, "password": "not-the-" + TRUNK_PASSWORD,
+                "register": True, "expires": TRUNK_EXPIRES, "addresses": [OP_IP],
+            }},
+        }, script=SCRIPT)
+        with bad:
+            line = bad.wait_log("event=trunk.register_failed", timeout=10,
+                                what="registration with a wrong password")
+            h.log("relais: %s" % line)
+            if "trunk=operator" not in line.split():
+                h.fail("trunk.register_failed without trunk=operator: %r" % line)
+            time.sleep(2)
+            src = "from 127.0.0.1:%d" % bad.port
+            tries = [l for l in operator_lines(kam, kmark)
+                     if "REGISTER" in l and "bad credentials" in l and src in l]
+            if not 1 <= len(tries) <= 2:
+                h.fail("%d REGISTERs with the wrong password reached the operator in ~2 s after "
+                       "event=trunk.register_failed (expected 1, a retry at most)\n%s"
+                       % (len(tries), evidence(kam, kmark, bad, 0)))
+            if h.find_contact(kam.contacts_of(TRUNK_USER),
+                              "sip:%s@127.0.0.1:%d" % (TRUNK_USER, bad.port))[0]:
+                h.fail("the operator holds a binding for the wrong-password relais")
+            cmark, rmark = kam.log_mark(), bad.log_mark()
+            uac = h.sipp_uac(bad, "call_uac_fail.xml", MOBILE, caller="100", timeout=12)
+            ru = uac.wait()
+            report = evidence(kam, cmark, bad, rmark, [ru], ["caller 100"])
+            h.log(report)
+            if ru.rc != 0:
+                h.fail("caller did not get a failure response\n" + report)
+            final = [m for _, m in h.sipp_messages(ru, "received")
+                     if m.status and m.status >= 300]
+            h.log("caller got %s" % (final[0].first_line if final else None))
+            ops = operator_lines(kam, cmark)
+            counts = {k: len([l for l in ops if k in l]) for k in (
+                "outbound INVITE challenged with 407", "outbound INVITE with bad credentials",
+                "authenticated as", "request INVITE")}
+            if counts != {"outbound INVITE challenged with 407": 1,
+                          "outbound INVITE with bad credentials": 1,
+                          "authenticated as": 0, "request INVITE": 2}:
+                h.fail("operator saw %s (expected one plain INVITE, one with the wrong "
+                       "credentials, nothing more)\n%s" % (counts, report))
+
     def refreshes():
         if "registered_at" not in state:
             h.fail("no first registration to refresh")
@@ -262,6 +313,8 @@ def test(checks):
              outbound_call),
             ("inbound: PSTN -> operator -> relais, from_trunk=operator, rings user %s" % DID,
              inbound_call),
+            ("wrong trunk password: event=trunk.register_failed, 407 answered once",
+             wrong_password),
             ("relais refreshes the trunk registration before it expires", refreshes),
         ]
         try:
