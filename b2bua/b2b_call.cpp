@@ -32,6 +32,7 @@ B2bCall::B2bCall(CallEngine& engine, uint64_t id, SipRequestPtr invite)
     : engine_(engine), id_(id), invite_(std::move(invite)), call_id_(invite_->call_id()) {}
 
 B2bCall::~B2bCall() {
+  media_delete();
   if (stage_timer_) event_free(stage_timer_);
   destroy_b_legs();
   for (auto& relay : relays_)
@@ -99,6 +100,12 @@ int B2bCall::on_a_invite_event(nta_incoming_magic_t* magic, nta_incoming_t*, con
   }
   if (sip->sip_request && sip->sip_request->rq_method == sip_method_cancel) {
     self->caller_gone_ = true;
+    if (self->answered_ && !self->finished_ && !self->invite_->answered()) {
+      // The callee answered but its 200 waits for the media relay: the CANCEL wins.
+      self->end_bridge("caller", false, true);
+      self->invite_->respond(SIP_487_REQUEST_TERMINATED);
+      return 0;
+    }
     if (!self->answered_ && !self->finished_) {
       self->cancel_other_legs(nullptr);
       self->finished_ = true;
@@ -154,19 +161,38 @@ int B2bCall::leg_request(BLeg* from_b, nta_incoming_t* irq, const sip_t* sip) {
 }
 
 void B2bCall::relay_in_dialog(bool to_callee, const SipRequestPtr& request) {
+  std::string sdp = payload_of(request->sip());
+  if (!engine_.media() || sdp.empty()) return send_relay(to_callee, request, "", false);
+  // A re-offer (hold, codec change) is anchored like the first one, from whichever side.
+  std::string from_tag = to_callee ? caller_tag() : bridged_->remote_tag;
+  std::string to_tag = to_callee ? bridged_->remote_tag : caller_tag();
+  media_request("offer", from_tag, to_tag, sdp, [to_callee, request](B2bCall& c, const std::string& error, const std::string& body) {
+    if (!error.empty() || !c.bridged_) {
+      log_error("call.media_failed").kv("call", c.id_).kv("call_id", c.call_id_).kv("error", error);
+      request->respond(500, "Media Relay Unavailable");
+      return;
+    }
+    c.send_relay(to_callee, request, body, true);
+  });
+}
+
+void B2bCall::send_relay(bool to_callee, const SipRequestPtr& request, const std::string& sdp, bool media) {
   const sip_t* sip = request->sip();
-  nta_leg_t* target = to_callee ? bridged_leg()->leg : a_leg_;
+  nta_leg_t* target = to_callee ? bridged_->leg : a_leg_;
   auto relay = std::make_unique<Relay>();
   relay->call = this;
   relay->request = request;
   relay->to_callee = to_callee;
   relay->is_invite = sip->sip_request->rq_method == sip_method_invite;
-  std::string contact = to_callee ? bridged_leg()->contact : our_contact();
+  relay->media = media;
+  std::string contact = to_callee ? bridged_->contact : our_contact();
   relay->outgoing = nta_outgoing_tcreate(
       target, on_relay_response, reinterpret_cast<nta_outgoing_magic_t*>(relay.get()), nullptr,
       sip->sip_request->rq_method, sip->sip_request->rq_method_name, nullptr,
       TAG_IF(relay->is_invite || sip->sip_request->rq_method == sip_method_update, SIPTAG_CONTACT_STR(contact.c_str())),
-      SIPTAG_CONTENT_TYPE(sip->sip_content_type), SIPTAG_PAYLOAD(sip->sip_payload), TAG_END());
+      TAG_IF(!media, SIPTAG_CONTENT_TYPE(sip->sip_content_type)), TAG_IF(!media, SIPTAG_PAYLOAD(sip->sip_payload)),
+      TAG_IF(media, SIPTAG_CONTENT_TYPE_STR("application/sdp")), TAG_IF(media, SIPTAG_PAYLOAD_STR(sdp.c_str())),
+      TAG_END());
   if (!relay->outgoing) {
     request->respond(500, "Cannot Relay");
     return;
@@ -181,15 +207,40 @@ int B2bCall::on_relay_response(nta_outgoing_magic_t* magic, nta_outgoing_t* orq,
   if (status < 200) return 0;
   if (relay->is_invite && status < 300) {
     // B2BUA: we ACK the far side ourselves; the requester's own ACK ends at our leg.
-    nta_leg_t* leg = relay->to_callee ? self->bridged_leg()->leg : self->a_leg_;
+    nta_leg_t* leg = relay->to_callee ? self->bridged_->leg : self->a_leg_;
     if (nta_outgoing_t* ack = nta_outgoing_tcreate(leg, ignore_response, nullptr, nullptr, SIP_METHOD_ACK, nullptr, TAG_END()))
       nta_outgoing_destroy(ack);
   }
-  std::string contact = relay->to_callee ? self->our_contact() : self->bridged_leg()->contact;
-  relay->request->respond(status, sip && sip->sip_status ? sip->sip_status->st_phrase : nullptr,
-                          TAG_IF(relay->is_invite && status < 300, SIPTAG_CONTACT_STR(contact.c_str())),
-                          TAG_IF(sip, SIPTAG_CONTENT_TYPE(sip ? sip->sip_content_type : nullptr)),
-                          TAG_IF(sip, SIPTAG_PAYLOAD(sip ? sip->sip_payload : nullptr)), TAG_END());
+  SipRequestPtr request = relay->request;
+  bool to_callee = relay->to_callee, is_invite = relay->is_invite;
+  std::string phrase = sip && sip->sip_status && sip->sip_status->st_phrase ? sip->sip_status->st_phrase : "";
+  std::string body = payload_of(sip);
+  bool media = relay->media && !body.empty() && status < 300;
+  auto respond = [request, status, phrase, to_callee, is_invite, sip](B2bCall& c, const std::string& sdp, bool rewritten) {
+    std::string contact = to_callee ? c.our_contact() : c.bridged_ ? c.bridged_->contact : c.our_contact();
+    request->respond(status, phrase.c_str(), TAG_IF(is_invite && status < 300, SIPTAG_CONTACT_STR(contact.c_str())),
+                     TAG_IF(!rewritten && sip, SIPTAG_CONTENT_TYPE(sip ? sip->sip_content_type : nullptr)),
+                     TAG_IF(!rewritten && sip, SIPTAG_PAYLOAD(sip ? sip->sip_payload : nullptr)),
+                     TAG_IF(rewritten, SIPTAG_CONTENT_TYPE_STR("application/sdp")),
+                     TAG_IF(rewritten, SIPTAG_PAYLOAD_STR(sdp.c_str())), TAG_END());
+  };
+  if (!media) {
+    respond(*self, "", false);
+  } else {
+    std::string from_tag = to_callee ? self->caller_tag() : self->bridged_->remote_tag;
+    std::string to_tag = to_callee ? self->bridged_->remote_tag : self->caller_tag();
+    // `sip` dies with this callback: the deferred reply only uses the copied strings.
+    self->media_request("answer", from_tag, to_tag, body,
+                        [request, status, phrase, to_callee, is_invite](B2bCall& c, const std::string& error, const std::string& sdp) {
+                          if (!error.empty()) {
+                            request->respond(500, "Media Relay Unavailable");
+                            return;
+                          }
+                          std::string contact = to_callee ? c.our_contact() : c.bridged_ ? c.bridged_->contact : c.our_contact();
+                          request->respond(status, phrase.c_str(), TAG_IF(is_invite, SIPTAG_CONTACT_STR(contact.c_str())),
+                                           SIPTAG_CONTENT_TYPE_STR("application/sdp"), SIPTAG_PAYLOAD_STR(sdp.c_str()), TAG_END());
+                        });
+  }
   nta_outgoing_destroy(orq);
   for (auto it = self->relays_.begin(); it != self->relays_.end(); ++it) {
     if (it->get() == relay) {

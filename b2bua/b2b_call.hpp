@@ -62,6 +62,9 @@ class B2bCall {
   // failed, or the caller cancelled. Only one dial at a time.
   bool dial(DialPlan plan, DialOptions options, std::function<void(const DialResult&)> done);
 
+  // The media relay found the call dead (no RTP): hang up both sides.
+  void media_timeout();
+
   bool answered() const { return answered_; }
   bool finished() const { return finished_; }  // A side has a final answer and no bridge is up
   bool caller_gone() const { return caller_gone_; }
@@ -76,6 +79,7 @@ class B2bCall {
     std::string request_uri;
     std::string route;     // next hop when it is not the Request-URI (a trunk's proxy)
     const struct TrunkConfig* trunk = nullptr;
+    std::string remote_tag;  // the callee's To tag once it answered (ng to-tag)
     bool auth_tried = false;
     nta_leg_t* leg = nullptr;
     nta_outgoing_t* invite = nullptr;
@@ -91,6 +95,7 @@ class B2bCall {
     nta_outgoing_t* outgoing = nullptr;
     bool to_callee = true;
     bool is_invite = false;
+    bool media = false;  // the SDP went through the relay; the answer must too
   };
 
   // A side (b2b_call.cpp)
@@ -98,11 +103,22 @@ class B2bCall {
   static int on_leg_request(nta_leg_magic_t* magic, nta_leg_t* leg, nta_incoming_t* irq, const sip_t* sip);
   int leg_request(BLeg* from_b, nta_incoming_t* irq, const sip_t* sip);
   void relay_in_dialog(bool to_callee, const SipRequestPtr& request);
+  void send_relay(bool to_callee, const SipRequestPtr& request, const std::string& sdp, bool media);
   static int on_relay_response(nta_outgoing_magic_t* magic, nta_outgoing_t* orq, const sip_t* sip);
   void end_bridge(const char* ended_by, bool send_bye_to_caller, bool send_bye_to_callee);
   void send_bye(nta_leg_t* leg);
   void finish_dial(DialResult result);
   std::string our_contact() const;
+
+  // Media anchoring (b2b_media.cpp): SDP through the ng relay when one is configured.
+  using SdpDone = std::function<void(B2bCall& call, const std::string& error, const std::string& sdp)>;
+  void media_request(const char* command, const std::string& from_tag, const std::string& to_tag,
+                     const std::string& sdp, SdpDone done);
+  void media_delete();
+  std::string caller_tag() const;
+  static std::string payload_of(const sip_t* sip);
+  struct Deferred1xx2xx;
+  void relay_response_to_caller(BLeg& leg, const sip_t* sip);
 
   // B side (b2b_dial.cpp)
   void start_stage();
@@ -137,6 +153,9 @@ class B2bCall {
   std::vector<std::unique_ptr<Relay>> relays_;
   ::event* stage_timer_ = nullptr;
   BLeg* bridged_ = nullptr;    // the leg that won the dial
+  std::string b_offer_sdp_;    // the caller's SDP as rewritten by the relay, sent to callees
+  bool media_offered_ = false;
+  bool media_used_ = false;    // a session exists on the relay (delete it at the end)
   int last_failure_code_ = 0;
   std::string last_failure_reason_;
 };

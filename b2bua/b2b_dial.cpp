@@ -43,7 +43,27 @@ bool B2bCall::dial(DialPlan plan, DialOptions options, std::function<void(const 
   last_failure_code_ = 0;
   last_failure_reason_.clear();
   if (!stage_timer_) stage_timer_ = evtimer_new(engine_.base(), on_stage_timeout, this);
-  start_stage();
+  std::string offer = payload_of(invite_->sip());
+  if (!engine_.media() || media_offered_ || offer.empty()) {
+    start_stage();
+    return true;
+  }
+  // Anchor the media first: every callee gets the relay's address, never the caller's.
+  media_request("offer", caller_tag(), "", offer, [](B2bCall& c, const std::string& error, const std::string& sdp) {
+    if (!c.dialing_) return;
+    if (!error.empty()) {
+      log_error("call.media_failed").kv("call", c.id_).kv("call_id", c.call_id_).kv("error", error);
+      c.last_failure_code_ = 503;
+      c.last_failure_reason_ = "Media Relay Unavailable";
+      DialResult r;
+      r.code = 503;
+      r.reason = c.last_failure_reason_;
+      return c.finish_dial(r);
+    }
+    c.b_offer_sdp_ = sdp;
+    c.media_offered_ = true;
+    c.start_stage();
+  });
   return true;
 }
 
@@ -127,7 +147,10 @@ bool B2bCall::send_invite(BLeg& leg, const std::string& authorization, bool prox
       leg.leg, on_b_response, reinterpret_cast<nta_outgoing_magic_t*>(&leg),
       leg.route.empty() ? nullptr : URL_STRING_MAKE(leg.route.c_str()), SIP_METHOD_INVITE,
       URL_STRING_MAKE(leg.request_uri.c_str()), SIPTAG_CONTACT_STR(leg.contact.c_str()),
-      SIPTAG_CONTENT_TYPE(sip->sip_content_type), SIPTAG_PAYLOAD(sip->sip_payload),
+      TAG_IF(!media_offered_, SIPTAG_CONTENT_TYPE(sip->sip_content_type)),
+      TAG_IF(!media_offered_, SIPTAG_PAYLOAD(sip->sip_payload)),
+      TAG_IF(media_offered_, SIPTAG_CONTENT_TYPE_STR("application/sdp")),
+      TAG_IF(media_offered_, SIPTAG_PAYLOAD_STR(b_offer_sdp_.c_str())),
       // Session timers (RFC 4028) are negotiated end to end: relais relays the refreshing
       // re-INVITE/UPDATE, so it passes the negotiation headers through.
       SIPTAG_SESSION_EXPIRES(sip->sip_session_expires), SIPTAG_MIN_SE(sip->sip_min_se),
@@ -149,10 +172,7 @@ void B2bCall::b_response(BLeg& leg, const sip_t* sip) {
   leg.status = status;
   if (status < 200) {
     // 180/183 (with early media SDP) go to the caller; 100 is hop-by-hop.
-    if (status > 100 && !answered_ && !finished_) {
-      invite_->respond(status, sip->sip_status->st_phrase, SIPTAG_CONTACT_STR(our_contact().c_str()),
-                       SIPTAG_CONTENT_TYPE(sip->sip_content_type), SIPTAG_PAYLOAD(sip->sip_payload), TAG_END());
-    }
+    if (status > 100 && !answered_ && !finished_) relay_response_to_caller(leg, sip);
     return;
   }
   if (status < 300) return b_answered(leg, sip);
@@ -195,9 +215,7 @@ void B2bCall::b_answered(BLeg& leg, const sip_t* sip) {
   bridged_ = &leg;
   evtimer_del(stage_timer_);
   cancel_other_legs(&leg);
-  invite_->respond(SIP_200_OK, SIPTAG_CONTACT_STR(our_contact().c_str()),
-                   SIPTAG_SESSION_EXPIRES(sip->sip_session_expires), SIPTAG_REQUIRE(sip->sip_require),
-                   SIPTAG_CONTENT_TYPE(sip->sip_content_type), SIPTAG_PAYLOAD(sip->sip_payload), TAG_END());
+  relay_response_to_caller(leg, sip);
   engine_.call_answered();
   log_info("call.answered").kv("call", id_).kv("call_id", call_id_).kv("target", leg.target);
 }

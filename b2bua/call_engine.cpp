@@ -70,12 +70,28 @@ CallEngine::CallEngine(const Config& cfg, EventLoop& loop, SipStack& stack, Loca
 
 CallEngine::~CallEngine() {
   while (!calls_.empty()) finish(calls_.begin()->first);
+  ng_.reset();
 }
 
 nta_agent_t* CallEngine::agent() const { return stack_.agent(); }
 event_base* CallEngine::base() const { return loop_.base(); }
 
 void CallEngine::kick() { loop_.kick(); }
+
+bool CallEngine::start_media(std::string& error) {
+  if (cfg_.media.mode != "relay") return true;
+  ng_ = std::make_unique<NgClient>(base(), cfg_.media);
+  if (!ng_->start(error)) return false;
+  ng_->on_timeout([this](const std::string& call_id, const std::string&) {
+    for (auto& [id, ctx] : calls_) {
+      if (ctx->done || !ctx->call || ctx->call->call_id() != call_id) continue;
+      log_warn("call.media_timeout").kv("call", id).kv("call_id", call_id);
+      ctx->call->media_timeout();
+    }
+    loop_.kick();
+  });
+  return true;
+}
 
 const TrunkConfig* CallEngine::trunk(const std::string& name) const {
   auto it = cfg_.trunks.find(name);

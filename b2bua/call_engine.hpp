@@ -16,6 +16,7 @@
 #include "b2b_call.hpp"
 #include "config.hpp"
 #include "location_store.hpp"
+#include "ng_client.hpp"
 #include "script_engine.hpp"
 #include "sip_request.hpp"
 
@@ -44,6 +45,9 @@ class CallEngine {
   ~CallEngine();
 
   void handle_invite(const SipRequestPtr& request);
+  // Starts the media relay client when media.mode = "relay".
+  bool start_media(std::string& error);
+  NgClient* media() const { return ng_.get(); }
   void set_config(const Config& cfg) { cfg_ = cfg; }
   const CallCounters& counters() const { return counters_; }
 
@@ -91,6 +95,7 @@ class CallEngine {
   ScriptEngine& script_;
   uint64_t next_id_ = 1;
   std::map<uint64_t, std::unique_ptr<Context>> calls_;
+  std::unique_ptr<NgClient> ng_;
   CallCounters counters_;
 };
 

@@ -310,6 +310,16 @@ void read_config(lua_State* L, Config& cfg) {
     top.leave();
   }
 
+  if (top.enter("media")) {
+    TableReader media(L, "media.");
+    media.string("mode", cfg.media.mode);
+    if (cfg.media.mode != "relay" && cfg.media.mode != "passthrough") media.fail("mode", "expected relay or passthrough");
+    media.string("ng", cfg.media.ng);
+    media.integer("timeout_ms", cfg.media.timeout_ms, 50, 10000);
+    media.integer("attempts", cfg.media.attempts, 1, 10);
+    top.leave();
+  }
+
   if (top.enter("http")) {
     TableReader http(L, "http.");
     http.string("listen", cfg.http_listen);

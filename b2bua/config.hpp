@@ -8,6 +8,7 @@
 #include "cidr.hpp"
 #include "digest_auth.hpp"
 #include "location_store.hpp"
+#include "ng_client.hpp"
 #include "log.hpp"
 
 namespace relais {
@@ -81,6 +82,7 @@ struct Config {
   AuthSettings auth;
   StoreSettings store;
   CallSettings calls;
+  MediaSettings media;
   std::map<std::string, TrunkConfig> trunks;
   std::map<std::string, UserConfig> users;
   std::string script_path;  // resolved; empty when no script

@@ -167,6 +167,10 @@ int run(const std::string& path, const std::vector<std::string>& overrides) {
     return 1;
   }
 
+  if (!calls->start_media(error)) {
+    log_error("startup.failed").kv("error", error);
+    return 1;
+  }
   TrunkRegistrations trunks(*calls);
   trunks.apply(cfg.trunks);
 

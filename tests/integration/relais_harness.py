@@ -324,6 +324,8 @@ class Relais:
                               "max_contacts": 3},
                 "auth": {"algorithms": ["SHA-256", "MD5"], "nonce_ttl": 300, "secret": SECRET},
                 "store": {"backend": "sqlite", "path": self.db_path},
+                # Tests of signalling run without a media relay; media tests set "relay".
+                "media": {"mode": "passthrough"},
                 "users": default_users(),
             }
             if script is not None:
