@@ -1,0 +1,191 @@
+"""test_media_call.py — media anchored for every call: a sipp caller plays RTP (g711a.pcap)
+through relais to a sipp callee that echoes it, with media.mode = "relay" driving (1)
+relais-media and (2) a real rtpengine (userspace). A capture on loopback proves every RTP
+packet of both phones went to or came from the relay's ports, never phone to phone, in both
+directions. The relay is then restarted and a new call flows again; with relais-media an idle
+call (no RTP) is torn down with a BYE to both legs."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import relais_harness as h  # noqa: E402
+
+MIN_PACKETS = 50  # the call lasts 3 s of a 20 ms stream: ~100-150 each way seen on these ports
+
+
+class Capture:
+    """tshark on loopback for the given UDP ports; flows() counts packets per (src, dst) port."""
+
+    def __init__(self, ports):
+        h.require_tool("tshark")
+        self.path = os.path.join(h.make_tempdir("capture"), "media.pcap")
+        flt = " or ".join("udp port %d" % p for p in ports)
+        self.proc = h.popen(["timeout", "-s", "INT", "60", "tshark", "-q", "-i", "lo", "-f", flt, "-w", self.path],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if os.path.exists(self.path) and os.path.getsize(self.path) > 0:
+                time.sleep(0.3)
+                return
+            if self.proc.poll() is not None:
+                h.fail("tshark exited: %s" % self.proc.stderr.read().decode("utf-8", "replace"))
+            time.sleep(0.05)
+        h.fail("tshark did not start capturing")
+
+    def flows(self):
+        time.sleep(0.3)
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        out = subprocess.run(["tshark", "-r", self.path, "-T", "fields", "-e", "udp.srcport", "-e", "udp.dstport"],
+                             capture_output=True, text=True, timeout=30).stdout
+        counts = {}
+        for line in out.splitlines():
+            parts = line.split()
+            if len(parts) == 2:
+                key = (int(parts[0]), int(parts[1]))
+                counts[key] = counts.get(key, 0) + 1
+        return counts
+
+
+class Relay:
+    """relais-media or rtpengine on a free ng port and a private RTP port range."""
+
+    def __init__(self, kind, ng_port, ports):
+        self.kind, self.ng_port, self.ports = kind, ng_port, ports
+        self.workdir = h.make_tempdir("relay-" + kind)
+        self.proc = None
+
+    def start(self, timeout=2):
+        lo, hi = self.ports
+        if self.kind == "rtpengine":
+            h.require_tool("rtpengine")
+            argv = ["rtpengine", "--table=-1", "-f", "-E", "--listen-ng=127.0.0.1:%d" % self.ng_port,
+                    "--interface=127.0.0.1", "--port-min=%d" % lo, "--port-max=%d" % hi, "--num-threads=1",
+                    "--log-level=6", "--delete-delay=0"]
+        else:
+            binary = os.environ.get("RELAIS_MEDIA_BIN") or os.path.join(os.path.dirname(h.relais_bin()), "relais-media")
+            if not os.path.exists(binary):
+                h.fail("relais-media binary not found at %s" % binary)
+            argv = [binary, "--ng", "127.0.0.1:%d" % self.ng_port, "--address", "127.0.0.1", "--ports",
+                    "%d-%d" % (lo, hi), "--workers", "1", "--timeout", str(timeout)]
+        self.log = open(os.path.join(self.workdir, "relay.log"), "ab")
+        self.proc = h.popen(argv, cwd=self.workdir, stdout=self.log, stderr=self.log)
+        h.wait_until(lambda: h.udp_port_bound(self.ng_port), timeout=10, what="%s listening" % self.kind)
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.proc = None
+
+
+def media_call(relais, relay, uas_port):
+    """One call with audio both ways; returns (caller media port, callee media port, flows)."""
+    caller_mp, callee_mp = h.free_media_port(), h.free_media_port()
+    cap = Capture([caller_mp, callee_mp])
+    uas = h.start_sipp(None, os.path.join(h.SCENARIOS, "call_uas_answer.xml"),
+                       ["-i", "127.0.0.1", "-p", str(uas_port), "-mp", str(callee_mp), "-rtp_echo", "-m", "1"],
+                       timeout=20, port=uas_port).wait_ready()
+    uac_port = h.free_port()
+    uac = h.start_sipp("%s:%d" % relais.addr(), os.path.join(h.SCENARIOS, "call_uac_rtp.xml"),
+                       ["-i", "127.0.0.1", "-p", str(uac_port), "-mp", str(caller_mp), "-m", "1", "-s", "echo",
+                        "-key", "caller", "100", "-key", "domain", h.DOMAIN], timeout=20, port=uac_port)
+    ru, (rs,) = h.finish_call(uac, [uas])
+    flows = cap.flows()
+    if ru.rc != 0 or rs.rc != 0:
+        h.fail("call through relais with %s failed:\n%s" % (relay.kind, h.call_report(ru, [rs])))
+    return caller_mp, callee_mp, flows
+
+
+def check_anchored(caller_mp, callee_mp, flows, ports):
+    lo, hi = ports
+    h.log("flows (src port -> dst port: packets): %s" % sorted(flows.items()))
+    for (src, dst), n in flows.items():
+        for phone in (caller_mp, callee_mp):
+            other = dst if src == phone else src if dst == phone else None
+            if other is not None and not lo <= other <= hi + 1:
+                h.fail("%d packets between phone port %d and %d, outside the relay's ports %d-%d" % (n, phone, other, lo, hi))
+    if flows.get((caller_mp, callee_mp)) or flows.get((callee_mp, caller_mp)):
+        h.fail("RTP went directly between the phones")
+
+    def total(src=None, dst=None):
+        return sum(n for (s, d), n in flows.items() if (src is None or s == src) and (dst is None or d == dst))
+
+    for what, n in (("caller -> relay", total(src=caller_mp)), ("relay -> caller", total(dst=caller_mp)),
+                    ("relay -> callee", total(dst=callee_mp)), ("callee -> relay", total(src=callee_mp))):
+        h.log("%s: %d packets" % (what, n))
+        if n < MIN_PACKETS:
+            h.fail("%s: only %d RTP packets (expected >= %d)" % (what, n, MIN_PACKETS))
+
+
+SCRIPT = '''
+function on_invite(call)
+  local r = call:dial("sip:echo@127.0.0.1:%d", { timeout = 5 })
+  relais.log("dial-result", r.answered, r.code, r.ended_by)
+end
+'''
+
+
+def run_with(checks, kind):
+    ng_port = h.free_port(tcp=False)
+    base = 30000 + (os.getpid() % 200) * 100 + (0 if kind == "rtpengine" else 50)
+    ports = (base, base + 40)
+    relay = Relay(kind, ng_port, ports).start()
+    uas_port = h.free_port()
+    relais = h.Relais(name="media-" + kind, script=SCRIPT % uas_port, config={
+        "calls": {"authenticate": False, "unknown_sources": "allow"},
+        "media": {"mode": "relay", "ng": "127.0.0.1:%d" % ng_port, "timeout_ms": 500},
+    })
+    try:
+        with relais:
+            relais.wait_log("event=media.relay_up", timeout=10, what="relay health ping")
+
+            def anchored():
+                check_anchored(*media_call(relais, relay, uas_port), ports)
+
+            def after_relay_restart():
+                relay.stop()
+                time.sleep(0.5)
+                relay.start()
+                check_anchored(*media_call(relais, relay, uas_port), ports)
+
+            checks.run("%s: RTP of both phones flows only through the relay" % kind, anchored)
+            checks.run("%s: after the relay restarts, a new call flows again" % kind, after_relay_restart)
+
+            if kind == "relais-media":
+                def idle_call_torn_down():
+                    # No RTP at all: the relay's idle timeout (2 s) reports the call dead and
+                    # relais sends BYE to both legs.
+                    mark = relais.log_mark()
+                    uas = h.sipp_uas("call_uas_answer.xml", port=uas_port, timeout=25)
+                    uac = h.sipp_uac(relais, "call_uac_wait_bye.xml", "echo", timeout=25)
+                    ru, (rs,) = h.finish_call(uac, [uas])
+                    if ru.rc != 0 or rs.rc != 0:
+                        h.fail("idle call was not torn down on both legs:\n%s" % h.call_report(ru, [rs]))
+                    if not any("media_timeout" in l for l in relais.log_since(mark)):
+                        h.fail("relais did not log the media timeout")
+
+                checks.run("relais-media: an idle call is torn down with BYE to both legs", idle_call_torn_down)
+    finally:
+        relay.stop()
+
+
+def test(checks):
+    h.require_tool("sipp")
+    run_with(checks, "rtpengine")
+    run_with(checks, "relais-media")
+
+
+if __name__ == "__main__":
+    h.main(test)
