@@ -7,7 +7,8 @@ CONFIG ?= examples/office/relais.lua
 # Debian packages the project needs to build, run and test. `make deps` installs the missing ones.
 DEPS := build-essential cmake pkg-config libsofia-sip-ua-dev libluajit-5.1-dev libevent-dev \
         libhiredis-dev libsqlite3-dev libssl-dev nlohmann-json3-dev doctest-dev \
-        sip-tester baresip-core redis-server kamailio sox python3 sqlite3
+        libjemalloc-dev sip-tester baresip-core redis-server kamailio rtpengine-daemon tshark \
+        sox python3 sqlite3
 
 .PHONY: all deps build run test bench clean sanitize
 

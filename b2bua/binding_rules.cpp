@@ -13,10 +13,17 @@ uint32_t requested_expiry(const RegistrarSettings& s, const RegisterUpdate& u, c
   return static_cast<uint32_t>(s.default_expires);
 }
 
-// §10.3 step 7: a binding from the same Call-ID may only be changed by a higher CSeq; a lower or
-// equal one is an old or replayed request and must not undo a newer registration.
+// §10.3 step 7: a binding from the same Call-ID may only be changed by a higher CSeq; a lower
+// one is an old request and must not undo a newer registration.
 bool out_of_order(const Binding& existing, const RegisterUpdate& u) {
-  return existing.call_id == u.call_id && u.cseq <= existing.cseq;
+  return existing.call_id == u.call_id && u.cseq < existing.cseq;
+}
+
+// REGISTERs are answered statelessly (no transaction absorbs retransmissions), so the same
+// Call-ID and CSeq again is the same request retransmitted: it is answered like the first
+// time and changes nothing.
+bool retransmission(const Binding& existing, const RegisterUpdate& u) {
+  return existing.call_id == u.call_id && u.cseq == existing.cseq;
 }
 
 RegisterOutcome fail(int status, std::string reason) {
@@ -53,6 +60,11 @@ RegisterOutcome apply_register(const RegistrarSettings& s, const RegisterUpdate&
   if (u.wildcard) {
     for (const Binding& b : current)
       if (out_of_order(b, u)) return fail(500, "Out Of Order CSeq");
+    for (const Binding& b : current)
+      if (retransmission(b, u)) {
+        out.bindings = std::move(current);
+        return out;
+      }
     out.changed = !current.empty();
     return out;  // no bindings left
   }
@@ -66,6 +78,7 @@ RegisterOutcome apply_register(const RegistrarSettings& s, const RegisterUpdate&
     });
     if (found != current.end()) {
       if (out_of_order(*found, u)) return fail(500, "Out Of Order CSeq");
+      if (retransmission(*found, u)) continue;
       out.changed = true;
       if (expiry == 0) {
         current.erase(found);

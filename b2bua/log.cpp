@@ -28,7 +28,7 @@ bool parse_log_level(std::string_view text, LogLevel& out) {
   return false;
 }
 
-LogLine::LogLine(LogLevel level, std::string_view event) : enabled_(log_enabled(level)) {
+LogLine::LogLine(LogLevel level, std::string_view event, bool force) : enabled_(force || log_enabled(level)) {
   if (!enabled_) return;
   timeval tv{};
   gettimeofday(&tv, nullptr);

@@ -16,7 +16,9 @@ bool log_enabled(LogLevel level);
 // hostile User-Agent cannot forge extra keys or lines.
 class LogLine {
  public:
-  LogLine(LogLevel level, std::string_view event);
+  // `force`: written whatever the configured level (start, stop, reload: operators and
+  // scripts wait for these lines even with log_level = "warn").
+  LogLine(LogLevel level, std::string_view event, bool force = false);
   ~LogLine();  // writes the line
   LogLine(const LogLine&) = delete;
   LogLine& operator=(const LogLine&) = delete;
@@ -50,6 +52,7 @@ class LogRateLimit {
   unsigned long dropped_ = 0;
 };
 
+inline LogLine log_notice(std::string_view event) { return LogLine(LogLevel::info, event, true); }
 inline LogLine log_debug(std::string_view event) { return LogLine(LogLevel::debug, event); }
 inline LogLine log_info(std::string_view event) { return LogLine(LogLevel::info, event); }
 inline LogLine log_warn(std::string_view event) { return LogLine(LogLevel::warn, event); }

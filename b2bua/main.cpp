@@ -188,7 +188,7 @@ int run(const std::string& path, const std::vector<std::string>& overrides) {
     registrar.set_config(fresh);
     calls->set_config(fresh);
     trunks.apply(fresh.trunks);
-    log_info("reload").kv("users", fresh.users.size()).kv("script", fresh.script_path)
+    log_notice("reload").kv("users", fresh.users.size()).kv("script", fresh.script_path)
         .kv("generation", script.current() ? static_cast<long long>(script.current()->generation()) : 0LL)
         .kv("active_calls", static_cast<long long>(calls->counters().active));
     return {};
@@ -214,7 +214,7 @@ int run(const std::string& path, const std::vector<std::string>& overrides) {
   }
 
   auto stop = [&](const char* why) {
-    log_info("shutdown").kv("signal", why);
+    log_notice("shutdown").kv("signal", why);
     loop.stop();
   };
   loop.on_signal(SIGTERM, [&] { stop("TERM"); });
@@ -224,7 +224,7 @@ int run(const std::string& path, const std::vector<std::string>& overrides) {
 
   std::string listen;
   for (const ListenAddress& a : stack->listening()) listen += (listen.empty() ? "" : ",") + a.to_string();
-  log_info("ready").kv("version", RELAIS_VERSION).kv("node", cfg.node_id).kv("listen", listen)
+  log_notice("ready").kv("version", RELAIS_VERSION).kv("node", cfg.node_id).kv("listen", listen)
       .kv("store", store->backend_name()).kv("domain", cfg.domain).kv("users", cfg.users.size())
       .kv("http", cfg.http_listen);
   loop.run();
@@ -238,7 +238,7 @@ int run(const std::string& path, const std::vector<std::string>& overrides) {
   store.reset();
   stack.reset();
   const RegistrarCounters& c = registrar.counters();
-  log_info("stopped").kv("register_ok", c.ok).kv("challenged", c.challenged).kv("auth_failed", c.auth_failed);
+  log_notice("stopped").kv("register_ok", c.ok).kv("challenged", c.challenged).kv("auth_failed", c.auth_failed);
   return 0;
 }
 

@@ -5,6 +5,7 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 
@@ -70,26 +71,24 @@ NonceIssuer::Check NonceIssuer::check(std::string_view nonce, int64_t now) const
 }
 
 bool NonceCounts::accept(std::string_view nonce, uint32_t nc, int64_t now, int64_t ttl) {
-  if (now >= next_purge_ || seen_.size() >= max_entries_) purge(now);
-  auto [it, inserted] = seen_.try_emplace(std::string(nonce), Seen{nc, now + ttl + 5});
-  if (inserted) return true;
-  if (nc <= it->second.nc) return false;
-  it->second.nc = nc;
-  return true;
+  if (now - rotated_at_ >= ttl || current_.size() >= max_entries_ / 2) rotate(now, ttl);
+  std::string key(nonce);
+  auto [it, inserted] = current_.try_emplace(key, 0);
+  uint32_t highest = it->second;
+  if (inserted) {
+    auto old = previous_.find(key);
+    if (old != previous_.end()) highest = old->second;
+  }
+  it->second = std::max(highest, nc);
+  return nc >= highest;
 }
 
-void NonceCounts::purge(int64_t now) {
-  for (auto it = seen_.begin(); it != seen_.end();) {
-    if (it->second.expires <= now)
-      it = seen_.erase(it);
-    else
-      ++it;
-  }
-  // Still full after dropping expired ones: forget everything. A legitimate client whose nc
-  // record is forgotten just keeps working; a replay becomes possible for one nonce lifetime
-  // at most, which beats unbounded memory under a flood.
-  if (seen_.size() >= max_entries_) seen_.clear();
-  next_purge_ = now + 10;
+void NonceCounts::rotate(int64_t now, int64_t) {
+  // A table that fills within one lifetime means a flood: the oldest generation goes, which
+  // at worst lets one old nonce be replayed once, better than unbounded memory.
+  previous_ = std::move(current_);
+  current_.clear();
+  rotated_at_ = now;
 }
 
 }  // namespace relais

@@ -34,19 +34,19 @@ class NonceCounts {
  public:
   explicit NonceCounts(size_t max_entries = 200000) : max_entries_(max_entries) {}
 
-  // True if `nc` is higher than any nc seen before with `nonce` (and records it).
+  // False if `nc` is lower than the highest nc seen with `nonce`; records it otherwise. An
+  // equal nc is accepted: stateless REGISTERs are retransmitted byte for byte, and the
+  // registrar treats such a repeat as a no-op.
   bool accept(std::string_view nonce, uint32_t nc, int64_t now, int64_t ttl);
-  size_t size() const { return seen_.size(); }
+  size_t size() const { return current_.size() + previous_.size(); }
 
  private:
-  struct Seen {
-    uint32_t nc;
-    int64_t expires;
-  };
-  void purge(int64_t now);
-  std::unordered_map<std::string, Seen> seen_;
+  // Two generations rotated every nonce lifetime (or when full): O(1) per request, no scans,
+  // and every nonce stays remembered for at least its lifetime unless the table overflows.
+  void rotate(int64_t now, int64_t ttl);
+  std::unordered_map<std::string, uint32_t> current_, previous_;
   size_t max_entries_;
-  int64_t next_purge_ = 0;
+  int64_t rotated_at_ = 0;
 };
 
 }  // namespace relais

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sofia-sip/msg_addr.h>
+#include <sofia-sip/nta_stateless.h>
 #include <sofia-sip/sip_header.h>
 #include <sofia-sip/su_tagarg.h>
 
@@ -31,6 +32,15 @@ const char* stable_phrase(const char* phrase) {
 
 SipRequest::SipRequest(nta_incoming_t* irq, const sip_t* sip)
     : irq_(irq), msg_(nta_incoming_getrequest(irq)), sip_(sip) {
+  read_source();
+}
+
+SipRequest::SipRequest(nta_agent_t* agent, msg_t* msg, const sip_t* sip)
+    : agent_(agent), msg_(msg), sip_(sip), in_callback_(false) {
+  read_source();
+}
+
+void SipRequest::read_source() {
   if (su_addrinfo_t* ai = msg_ ? msg_addrinfo(msg_) : nullptr) {
     source_.transport = ai->ai_protocol == IPPROTO_TCP ? "tcp" : "udp";
     char text[INET6_ADDRSTRLEN] = {0};
@@ -50,7 +60,7 @@ SipRequest::SipRequest(nta_incoming_t* irq, const sip_t* sip)
 
 SipRequest::~SipRequest() {
   if (!answered_) respond(500, "Request Not Handled");
-  if (!in_callback_) nta_incoming_destroy(irq_);
+  if (irq_ && !in_callback_) nta_incoming_destroy(irq_);
   if (msg_) msg_destroy(msg_);
 }
 
@@ -70,7 +80,13 @@ bool SipRequest::respond(int status, const char* phrase, tag_type_t tag, tag_val
   }
   ta_list ta;
   ta_start(ta, tag, value);
-  nta_incoming_treply(irq_, status, stable_phrase(phrase), SIPTAG_SERVER_STR("relais/" RELAIS_VERSION), ta_tags(ta));
+  if (irq_) {
+    nta_incoming_treply(irq_, status, stable_phrase(phrase), SIPTAG_SERVER_STR("relais/" RELAIS_VERSION), ta_tags(ta));
+  } else if (agent_ && msg_) {
+    // nta_msg_treply consumes a reference; ours keeps `sip_` valid until we are destroyed.
+    nta_msg_treply(agent_, msg_ref_create(msg_), status, stable_phrase(phrase), SIPTAG_SERVER_STR("relais/" RELAIS_VERSION),
+                   ta_tags(ta));
+  }
   ta_end(ta);
   return true;
 }

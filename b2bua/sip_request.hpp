@@ -1,5 +1,7 @@
-// sip_request.hpp — one incoming server transaction (nta_incoming_t) that may be answered now
-// or later (after a store reply), answered exactly once, and released exactly once.
+// sip_request.hpp — one incoming request that may be answered now or later (after a store
+// reply), answered exactly once, and released exactly once. Either a server transaction
+// (nta_incoming_t: INVITE and in-dialog requests) or a stateless request (REGISTER, OPTIONS:
+// answered with nta_msg_treply, so nothing lingers for Timer J after the answer).
 #pragma once
 
 #include <sofia-sip/nta.h>
@@ -20,6 +22,8 @@ struct SourceAddress {
 class SipRequest {
  public:
   SipRequest(nta_incoming_t* irq, const sip_t* sip);
+  // Stateless: takes over `msg` (our reference), answers through `agent`.
+  SipRequest(nta_agent_t* agent, msg_t* msg, const sip_t* sip);
   ~SipRequest();  // an unanswered request gets 500 here, so no path can leave a client hanging
   SipRequest(const SipRequest&) = delete;
   SipRequest& operator=(const SipRequest&) = delete;
@@ -43,7 +47,10 @@ class SipRequest {
   int final_status() const { return status_; }
 
  private:
-  nta_incoming_t* irq_;
+  void read_source();
+
+  nta_incoming_t* irq_ = nullptr;
+  nta_agent_t* agent_ = nullptr;  // set for stateless requests
   msg_t* msg_;          // our reference to the request message (source address, raw headers)
   const sip_t* sip_;
   SourceAddress source_;

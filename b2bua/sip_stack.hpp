@@ -1,5 +1,6 @@
-// sip_stack.hpp — the Sofia nta agent: transports from config, one default leg that turns every
-// out-of-dialog request into a SipRequest and hands it to the method's handler.
+// sip_stack.hpp — the Sofia nta agent: transports from config, and the entry point of every
+// out-of-dialog request: REGISTER/OPTIONS (and refusals) are answered statelessly, INVITE and
+// other methods get a server transaction; either way a SipRequest goes to the method's handler.
 #pragma once
 
 #include <sofia-sip/nta.h>
@@ -49,13 +50,12 @@ class SipStack {
   std::string allow_header() const;
 
  private:
-  static int on_request(nta_leg_magic_t* magic, nta_leg_t* leg, nta_incoming_t* irq, const sip_t* sip);
-  int dispatch(nta_incoming_t* irq, const sip_t* sip);
+  static int on_message(nta_agent_magic_t* magic, nta_agent_t* agent, msg_t* msg, sip_t* sip);
+  void dispatch(msg_t* msg, sip_t* sip);
   static void on_stats_timer(int, short, void* arg);
 
   EventLoop& loop_;
   nta_agent_t* agent_ = nullptr;
-  nta_leg_t* default_leg_ = nullptr;
   std::vector<ListenAddress> listening_;
   std::map<std::string, Handler> handlers_;
   ::event* stats_timer_ = nullptr;

@@ -98,17 +98,6 @@ def descendants(pid):
     return out
 
 
-def core_busy_ticks(cpu):
-    """(busy, total) jiffies of one core from /proc/stat."""
-    with open("/proc/stat") as f:
-        for line in f:
-            if line.startswith(f"cpu{cpu} "):
-                v = [int(x) for x in line.split()[1:]]
-                idle = v[3] + v[4]
-                return sum(v) - idle, sum(v)
-    return 0, 0
-
-
 def udp_socket_drops(port):
     """kernel drop counter of the UDP socket bound to IP:port (/proc/net/udp)."""
     want = "%08X:%04X" % (int.from_bytes(socket.inet_aton(IP), "little"), port)
@@ -456,10 +445,12 @@ class Clients:
         drops0 = udp_socket_drops(server.port)
         rcvbuf0 = udp_rcvbuf_errors()
         sleep_until(ta, procs)
-        ours = [os.getpid()] + [d for p in procs for d in descendants(p.pid)]
+        clients = [d for p in procs for d in descendants(p.pid)]      # timeout + sipp
+        ours = [os.getpid()] + clients
 
         def sample():
-            return (server.cpu_ticks(), core_busy_ticks(self.args.client_cpu),
+            # per-process CPU, not /proc/stat per-core figures (tick-sampled, unreliable here)
+            return (server.cpu_ticks(), sum(proc_cpu_ticks(p) for p in clients),
                     all_process_ticks(), time.time())
         cpu_a, core_a, all_a, ta = sample()
         sleep_until(tb, procs)
@@ -496,7 +487,7 @@ class Clients:
             created=final["TotalCallCreated"],
             server_cpu_pct=100.0 * (cpu_b - cpu_a) / CLK_TCK / span,
             cpu_ms_per_1000=(1000.0 * (cpu_b - cpu_a) / CLK_TCK) / (succ / 1000.0) if succ else float("nan"),
-            client_core_pct=100.0 * (core_b[0] - core_a[0]) / max(1, core_b[1] - core_a[1]),
+            client_core_pct=100.0 * (core_b - core_a) / CLK_TCK / span,
             # CPU of everything else on the machine during the window (should be ~0)
             other_cpu_pct=100.0 * other / CLK_TCK / span,
             socket_drops=drops, rcvbuf_errors=rcvbuf, errs=errs, rss_mb=rss)
@@ -714,7 +705,7 @@ def report(args, servers, results, elapsed):
                 print(f"     run {i + 1}: {fmt_rate(r['rate']):>7} reg/s {'clean' if r['clean'] else 'UNCLEAN':7} "
                       f"-l {r['limit']:<3} failed {r['failed']} ({100 * r['failed_frac']:.3f}%) "
                       f"retrans {r['retrans']} server-socket drops {r['socket_drops']} | "
-                      f"server CPU {r['server_cpu_pct']:.0f}% sipp core {r['client_core_pct']:.0f}% "
+                      f"server CPU {r['server_cpu_pct']:.0f}% sipps {r['client_core_pct']:.0f}% "
                       f"others {r['other_cpu_pct']:.0f}%{bg_note(r)} | "
                       f"{r['cpu_ms_per_1000']:.1f} ms CPU/1000 | RSS {r['rss_mb']:,.0f} MB")
         best = best_clean(results[name]["sat"])
@@ -760,7 +751,8 @@ def report(args, servers, results, elapsed):
               f"(medians; rate > 1 and CPU < 1 favour relais)")
     sat = [t for n in results for tries in results[n]["sat"] for t in tries if t.get("ok")]
     if sat and max(t["client_core_pct"] for t in sat) > 90:
-        print("   note: the sipp core was > 90% busy in some saturation runs: those rates may be client-bound")
+        print("   note: the sipps used > 90% of their core in some saturation runs: those rates may be "
+              "client-bound")
     if busy and max(busy) > 25:
         print(f"   WARNING: other processes used up to {max(busy):.0f}% of a core during or between "
               "runs: the machine was not idle, results are unreliable")

@@ -34,15 +34,19 @@ TEST_CASE("a nonce issued in the future beyond clock skew is refused") {
   CHECK(issuer.check(nonce, 1998) == NonceIssuer::Check::valid);
 }
 
-TEST_CASE("nonce counts must increase and forget expired nonces") {
+TEST_CASE("nonce counts may repeat but never go back, and old nonces are forgotten") {
   NonceCounts counts(100);
   CHECK(counts.accept("n1", 1, 1000, 300));
   CHECK(counts.accept("n1", 2, 1000, 300));
-  CHECK_FALSE(counts.accept("n1", 2, 1000, 300));
+  CHECK(counts.accept("n1", 2, 1000, 300));  // a retransmission
   CHECK_FALSE(counts.accept("n1", 1, 1000, 300));
   CHECK(counts.accept("n2", 1, 1000, 300));
-  CHECK(counts.accept("n3", 1, 2000, 300));  // triggers a purge of n1, n2
-  CHECK(counts.size() == 1);
+  CHECK(counts.accept("n3", 1, 1400, 300));  // one lifetime later: n1, n2 move to the old generation
+  CHECK_FALSE(counts.accept("n1", 1, 1401, 300));  // still remembered there
+  CHECK(counts.accept("n4", 1, 1800, 300));  // two lifetimes: n2 (not seen since) is forgotten
+  CHECK(counts.accept("n2", 0, 1801, 300));
+  CHECK_FALSE(counts.accept("n1", 1, 1802, 300));  // n1 was seen again at 1401: still known
+  CHECK(counts.size() == 5);  // n1 is in both generations until the next rotation
 }
 
 TEST_CASE("the nonce-count table stays bounded under a flood of nonces") {
