@@ -50,7 +50,7 @@ bool read_bounded(const json& j, const char* name, T& out) {
 std::string binding_to_json(const Binding& b) {
   json j = {
       {"contact", b.contact},       {"key", b.key},
-      {"call_id", b.call_id},       {"cseq", b.cseq},
+      {"call_id", b.call_id},       {"cseq", b.cseq},          {"branch", b.branch},
       {"expires_at", b.expires_at}, {"q_milli", b.q_milli},
       {"received", b.received},     {"user_agent", b.user_agent},
       {"instance", b.instance},     {"node", b.node},
@@ -71,6 +71,7 @@ bool binding_from_json(const std::string& text, Binding& out) {
     Binding b;
     bool ok = read_string(j, "contact", b.contact, true) && read_string(j, "key", b.key, true) &&
               read_string(j, "call_id", b.call_id) && read_bounded(j, "cseq", b.cseq) &&
+              read_string(j, "branch", b.branch) &&
               read_int64(j, "expires_at", b.expires_at, true) &&
               read_bounded(j, "q_milli", b.q_milli) && read_string(j, "received", b.received) &&
               read_string(j, "user_agent", b.user_agent) &&

@@ -13,6 +13,7 @@ struct Binding {
   std::string key;          // canonical form of the URI used to match refreshes (RFC 3261 §19.1.4)
   std::string call_id;      // Call-ID of the REGISTER that created/refreshed it (§10.3 step 7)
   uint32_t cseq = 0;        // CSeq number of that REGISTER
+  std::string branch;       // its top Via branch: tells a retransmission from a reused CSeq
   int64_t expires_at = 0;   // unix time (seconds) at which the binding is gone
   int q_milli = -1;         // Contact q-value ×1000, -1 when the UA gave none
   std::string received;     // "udp:203.0.113.5:5060": the flow the REGISTER arrived on

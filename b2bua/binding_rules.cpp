@@ -13,17 +13,17 @@ uint32_t requested_expiry(const RegistrarSettings& s, const RegisterUpdate& u, c
   return static_cast<uint32_t>(s.default_expires);
 }
 
-// §10.3 step 7: a binding from the same Call-ID may only be changed by a higher CSeq; a lower
-// one is an old request and must not undo a newer registration.
-bool out_of_order(const Binding& existing, const RegisterUpdate& u) {
-  return existing.call_id == u.call_id && u.cseq < existing.cseq;
+// REGISTERs are answered statelessly (no transaction absorbs retransmissions): the same
+// Call-ID, CSeq and Via branch again is the same request retransmitted, answered like the
+// first time and changing nothing.
+bool retransmission(const Binding& existing, const RegisterUpdate& u) {
+  return existing.call_id == u.call_id && u.cseq == existing.cseq && !u.branch.empty() && u.branch == existing.branch;
 }
 
-// REGISTERs are answered statelessly (no transaction absorbs retransmissions), so the same
-// Call-ID and CSeq again is the same request retransmitted: it is answered like the first
-// time and changes nothing.
-bool retransmission(const Binding& existing, const RegisterUpdate& u) {
-  return existing.call_id == u.call_id && u.cseq == existing.cseq;
+// §10.3 step 7: a binding from the same Call-ID may only be changed by a higher CSeq; a lower
+// or equal one (that is not a retransmission) is an old or replayed request.
+bool out_of_order(const Binding& existing, const RegisterUpdate& u) {
+  return existing.call_id == u.call_id && u.cseq <= existing.cseq && !retransmission(existing, u);
 }
 
 RegisterOutcome fail(int status, std::string reason) {
@@ -95,6 +95,7 @@ RegisterOutcome apply_register(const RegistrarSettings& s, const RegisterUpdate&
     b.key = c.key;
     b.call_id = u.call_id;
     b.cseq = u.cseq;
+    b.branch = u.branch;
     b.expires_at = u.now + expiry;
     b.q_milli = c.q_milli;
     b.instance = c.instance;

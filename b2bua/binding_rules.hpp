@@ -23,6 +23,7 @@ struct ContactUpdate {
 struct RegisterUpdate {
   std::string call_id;
   uint32_t cseq = 0;
+  std::string branch;                     // top Via branch
   bool wildcard = false;                  // Contact: *
   std::optional<uint32_t> expires_header; // Expires header
   std::vector<ContactUpdate> contacts;    // empty and !wildcard = query

@@ -119,6 +119,7 @@ void Registrar::handle(const SipRequestPtr& request) {
   RegisterUpdate update;
   update.call_id = request->call_id();
   update.cseq = sip->sip_cseq ? sip->sip_cseq->cs_seq : 0;
+  update.branch = sip->sip_via && sip->sip_via->v_branch ? sip->sip_via->v_branch : "";
   update.now = unix_now();
   update.received = request->source().to_string();
   update.user_agent = sip->sip_user_agent && sip->sip_user_agent->g_string ? sip->sip_user_agent->g_string : "";

@@ -71,15 +71,22 @@ TEST_CASE("a refresh with a higher CSeq updates the binding in place") {
   CHECK(second.bindings[0].cseq == 2);
 }
 
-TEST_CASE("the same Call-ID with a lower CSeq is refused, an equal one is a harmless retransmission") {
-  auto first = apply_register(settings(), update("c1", 5, {contact("sip:a@h", 600)}), {});
+TEST_CASE("the same Call-ID with an equal or lower CSeq is refused unless it is a retransmission") {
+  RegisterUpdate u = update("c1", 5, {contact("sip:a@h", 600)});
+  u.branch = "z9hG4bK-1";
+  auto first = apply_register(settings(), u, {});
   CHECK(apply_register(settings(), update("c1", 4, {contact("sip:a@h", 0)}), first.bindings).status == 500);
-  // Retransmitted REGISTER (stateless registrar): same answer, nothing changed, even a removal.
-  auto again = apply_register(settings(), update("c1", 5, {contact("sip:a@h", 0)}, std::nullopt, 1010), first.bindings);
-  CHECK(again.status == 200);
-  CHECK_FALSE(again.changed);
-  REQUIRE(again.bindings.size() == 1);
-  CHECK(again.bindings[0].expires_at == first.bindings[0].expires_at);
+  RegisterUpdate reused = update("c1", 5, {contact("sip:a@h", 900)});
+  reused.branch = "z9hG4bK-2";
+  CHECK(apply_register(settings(), reused, first.bindings).status == 500);
+  // The same request retransmitted (stateless registrar): same answer, nothing changed.
+  RegisterUpdate again = update("c1", 5, {contact("sip:a@h", 600)}, std::nullopt, 1010);
+  again.branch = "z9hG4bK-1";
+  auto out = apply_register(settings(), again, first.bindings);
+  CHECK(out.status == 200);
+  CHECK_FALSE(out.changed);
+  REQUIRE(out.bindings.size() == 1);
+  CHECK(out.bindings[0].expires_at == first.bindings[0].expires_at);
   // A different Call-ID (the phone rebooted) may update whatever its CSeq.
   CHECK(apply_register(settings(), update("c2", 1, {contact("sip:a@h", 600)}), first.bindings).status == 200);
 }

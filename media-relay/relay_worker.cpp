@@ -1,0 +1,205 @@
+// relay_worker.cpp — the forwarding loop: receive a batch, latch, count, rewrite destination
+// and egress port in place, send the batch. Packets never leave their ring buffer.
+#include "relay_worker.hpp"
+
+#include <arpa/inet.h>
+
+#include <cstring>
+
+#include "io_mmsg.hpp"
+#include "media_log.hpp"
+
+namespace relais::media {
+
+namespace {
+
+bool same_addr(const sockaddr_in& a, const sockaddr_in& b) {
+  return a.sin_addr.s_addr == b.sin_addr.s_addr && a.sin_port == b.sin_port;
+}
+
+// One writer per counter: a relaxed load+store avoids the locked read-modify-write of
+// fetch_add on the packet path; readers only need each value to be untorn.
+template <typename T, typename V>
+inline void bump(std::atomic<T>& a, V n) {
+  a.store(a.load(std::memory_order_relaxed) + static_cast<T>(n), std::memory_order_relaxed);
+}
+
+uint32_t rd32(const uint8_t* p) { return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | p[3]; }
+
+}  // namespace
+
+RelayWorker::RelayWorker(int index, size_t batch)
+    : index_(index), batch_(batch), io_(std::make_unique<MmsgIo>(wake_.fd(), batch)),
+      by_port_(65536), in_(batch), out_(batch) {}
+
+RelayWorker::~RelayWorker() { stop(); }
+
+void RelayWorker::start() { thread_ = std::thread([this] { run(); }); }
+
+void RelayWorker::stop() {
+  stop_.store(true);
+  wake_.signal();
+  if (thread_.joinable()) thread_.join();
+}
+
+void RelayWorker::post(WorkerCommand cmd) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    queue_.push_back(std::move(cmd));
+  }
+  wake_.signal();
+}
+
+void RelayWorker::run() {
+  Log(LogLevel::debug, "worker.start").kv("worker", index_);
+  while (!stop_.load(std::memory_order_relaxed)) {
+    RecvResult r = io_->recv_batch(in_, 1000);
+    if (r.woken) {
+      wake_.drain();
+      drain();
+    }
+    if (r.count == 0) continue;
+    size_t out = forward(r.count, monotonic_ns());
+    if (out) io_->send_batch(std::span<const Packet>(out_.data(), out));
+  }
+}
+
+void RelayWorker::drain() {
+  std::vector<WorkerCommand> cmds;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    cmds.swap(queue_);
+  }
+  for (WorkerCommand& c : cmds) apply(c);
+}
+
+void RelayWorker::apply_spec(Entry& e, const PairSpec& spec) {
+  for (int i = 0; i < 2; ++i) {
+    SideState& s = e.side[i];
+    const SideSpec& want = spec.side[i];
+    // A new SDP address (or asymmetric mode) replaces the latch; the same address keeps it, so
+    // a re-INVITE does not break a NATed side that already latched.
+    bool rtp_changed = !same_addr(want.rtp, e.spec.side[i].rtp);
+    if (!s.latched_rtp || rtp_changed || spec.asymmetric) {
+      s.dest_rtp = want.rtp;
+      s.latched_rtp = false;
+    }
+    if (!s.latched_rtcp || !same_addr(want.rtcp, e.spec.side[i].rtcp) || spec.asymmetric) {
+      s.dest_rtcp = want.rtcp;
+      s.latched_rtcp = false;
+    }
+  }
+  e.spec = spec;
+}
+
+void RelayWorker::apply(WorkerCommand& cmd) {
+  if (cmd.kind == WorkerCommand::Kind::add) {
+    auto e = std::make_unique<Entry>();
+    e->id = cmd.id;
+    e->port[0] = cmd.port[0];
+    e->port[1] = cmd.port[1];
+    e->stats = std::move(cmd.stats);
+    for (int i = 0; i < 2; ++i) {
+      e->side[i].dest_rtp = cmd.spec.side[i].rtp;
+      e->side[i].dest_rtcp = cmd.spec.side[i].rtcp;
+    }
+    e->spec = cmd.spec;
+    for (int k = 0; k < 4; ++k) {
+      uint16_t port = static_cast<uint16_t>(e->port[k / 2] + (k % 2));
+      if (!io_->attach(port, std::move(cmd.sockets[k]))) {
+        Log(LogLevel::error, "worker.attach_failed").kv("worker", index_).kv("port", port);
+        continue;
+      }
+      by_port_[port] = PortRef{e.get(), static_cast<uint8_t>(k / 2), (k % 2) == 1};
+    }
+    entries_[cmd.id] = std::move(e);
+    return;
+  }
+  auto it = entries_.find(cmd.id);
+  if (it == entries_.end()) return;
+  Entry& e = *it->second;
+  if (cmd.kind == WorkerCommand::Kind::update) {
+    apply_spec(e, cmd.spec);
+    return;
+  }
+  for (int k = 0; k < 4; ++k) {
+    uint16_t port = static_cast<uint16_t>(e.port[k / 2] + (k % 2));
+    io_->detach(port);
+    by_port_[port] = PortRef{};
+  }
+  entries_.erase(it);
+}
+
+size_t RelayWorker::forward(size_t count, int64_t now_ns) {
+  size_t out = 0;
+  for (size_t i = 0; i < count; ++i) {
+    Packet& p = in_[i];
+    const PortRef ref = by_port_[p.local_port];
+    if (!ref.entry) continue;
+    Entry& e = *ref.entry;
+    const int s = ref.side, o = 1 - s;
+    SideCounters& c = e.stats->side[s];
+    // Only RTP/RTCP version 2 is relayed: junk is neither forwarded nor allowed to latch.
+    bool rtcp = ref.rtcp || (p.len >= 2 && is_rtcp_byte(p.data[1]));
+    if (!is_rtp_version2(p.data, p.len) || p.len < (rtcp ? 8u : 12u)) {
+      bump(c.dropped, 1);
+      continue;
+    }
+    SideState& from = e.side[s];
+    bool& latched = ref.rtcp ? from.latched_rtcp : from.latched_rtp;
+    sockaddr_in& learned = ref.rtcp ? from.dest_rtcp : from.dest_rtp;
+    if (e.spec.asymmetric) {
+      if (e.spec.strict_source && !same_addr(learned, p.remote)) {
+        bump(c.dropped, 1);
+        continue;
+      }
+    } else if (!latched) {
+      learned = p.remote;
+      latched = true;
+      if (!ref.rtcp) {
+        c.latched_ip.store(p.remote.sin_addr.s_addr, std::memory_order_relaxed);
+        c.latched_port.store(ntohs(p.remote.sin_port), std::memory_order_relaxed);
+        // RFC 3605 default until RTCP itself arrives: the RTP source port + 1.
+        if (!from.latched_rtcp && !e.spec.side[s].rtcp_mux) {
+          from.dest_rtcp = p.remote;
+          from.dest_rtcp.sin_port = htons(static_cast<uint16_t>(ntohs(p.remote.sin_port) + 1));
+        }
+      }
+    } else if (!same_addr(learned, p.remote) && e.spec.strict_source) {
+      bump(c.dropped, 1);
+      continue;
+    }
+    if (rtcp) {
+      bump(c.rtcp_packets, 1);
+      bump(c.rtcp_bytes, p.len);
+    } else {
+      bump(c.packets, 1);
+      bump(c.bytes, p.len);
+      uint16_t seq = static_cast<uint16_t>((p.data[2] << 8) | p.data[3]);
+      uint32_t rate = e.spec.side[s].clock_rate ? e.spec.side[s].clock_rate : 8000;
+      auto arrival = static_cast<uint32_t>(static_cast<uint64_t>(static_cast<double>(now_ns) * rate / 1e9));
+      from.rx.update(seq, rd32(p.data + 4), rd32(p.data + 8), arrival);
+      c.expected.store(from.rx.expected(), std::memory_order_relaxed);
+      c.lost.store(from.rx.lost(), std::memory_order_relaxed);
+      c.jitter.store(from.rx.jitter(), std::memory_order_relaxed);
+    }
+    e.stats->last_packet_ns.store(now_ns, std::memory_order_relaxed);
+
+    const SideState& to = e.side[o];
+    bool via_rtp = !rtcp || e.spec.side[o].rtcp_mux;
+    const sockaddr_in& dest = via_rtp ? to.dest_rtp : to.dest_rtcp;
+    if (dest.sin_port == 0) {
+      bump(c.dropped, 1);  // the other side has no address yet (no answer so far)
+      continue;
+    }
+    Packet& q = out_[out++];
+    q.data = p.data;
+    q.len = p.len;
+    q.local_port = static_cast<uint16_t>(e.port[o] + (via_rtp ? 0 : 1));
+    q.remote = dest;
+    bump(c.forwarded, 1);
+  }
+  return out;
+}
+
+}  // namespace relais::media

@@ -1,0 +1,51 @@
+// sdp.hpp — the SDP a relay needs: read each m= section's media address, rewrite the body so
+// every stream points at the relay (c=, m= port, a=rtcp, rtcp-mux, ICE lines), keep the rest.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace relais::media {
+
+struct SdpMedia {
+  std::string type;           // audio, video, ...
+  uint16_t port = 0;          // 0 = stream disabled (RFC 3264 §6)
+  std::string proto;          // RTP/AVP ...
+  std::vector<std::string> formats;
+  std::string address;        // effective connection address (media c= or session c=)
+  uint16_t rtcp_port = 0;     // a=rtcp, else port + 1 (RFC 3605)
+  std::string rtcp_address;   // a=rtcp's address when given, else `address`
+  bool rtcp_mux = false;      // a=rtcp-mux (RFC 5761)
+  uint32_t clock_rate = 8000; // of the first format, for RFC 3550 jitter
+  size_t first_line = 0;      // index of the m= line in Sdp::lines
+  size_t end_line = 0;        // one past the section's last line
+};
+
+struct Sdp {
+  std::vector<std::string> lines;  // without line ends
+  std::vector<SdpMedia> media;
+};
+
+// Bounded: refuses bodies over 64 KiB, over 2000 lines or 32 m= lines, lines that are not
+// `<letter>=`, and m=/c= lines it cannot read. Never throws.
+std::optional<Sdp> sdp_parse(std::string_view text, std::string& error);
+
+enum class MuxOut { keep, on, off };
+
+struct SdpRewrite {
+  std::string address;              // the relay's IPv4 address
+  bool replace_origin = false;      // o= gets the relay's address too
+  bool remove_ice = false;          // drop a=ice-*, a=candidate, a=end-of-candidates ...
+  std::string transport_protocol;   // replaces the m= proto when set
+};
+
+// The body for the other side: stream i announces relay port ports[i] (its RTCP on ports[i] + 1
+// unless mux[i]). A disabled stream (port 0) stays at 0. ports/mux must cover every m= line.
+std::string sdp_rewrite(const Sdp& sdp, const SdpRewrite& opts, std::span<const uint16_t> ports,
+                        std::span<const bool> mux);
+
+}  // namespace relais::media
