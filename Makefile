@@ -26,8 +26,14 @@ build: deps
 	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
 	cmake --build $(BUILD) -j $(JOBS)
 
+# The address phones send RTP to: 127.0.0.1 for a softphone on this machine, the LAN address
+# for desk phones (make run MEDIA_ADDRESS=192.168.1.10).
+MEDIA_ADDRESS ?= 127.0.0.1
+
 run: build
 	mkdir -p var
+	@./$(BUILD)/relais-media --ng 127.0.0.1:2223 --address $(MEDIA_ADDRESS) --ports 30000-30999 & \
+	media=$$!; trap 'kill $$media 2>/dev/null' EXIT INT TERM; \
 	./$(BUILD)/relais --config $(CONFIG)
 
 test: build

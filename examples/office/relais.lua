@@ -66,6 +66,10 @@ return {
     },
   },
 
+  -- Every call's media is anchored on relais-media (make run starts it); "passthrough" lets
+  -- phones send RTP to each other directly.
+  media = { mode = "relay", ng = "127.0.0.1:2223" },
+
   -- /health, /metrics (Prometheus) and /v1/registrations?aor=...; keep it off the internet.
   http = { listen = "127.0.0.1:8089" },
 
