@@ -1,0 +1,885 @@
+#!/usr/bin/env python3
+"""RTP forwarding rate per core: relais-media vs rtpengine 10.5 (userspace) vs a bare
+recvmmsg/sendmmsg forwarder, same run, same load generator.
+
+Load: --streams stream pairs (calls), each two flows (A->B and B->A) of 172-byte RTP packets,
+sent by rtp_load (C++, compiled here) from the ports declared in each side's SDP (both relays
+latch) to the relay ports from the ng replies, received back on the other side's port.
+Latency = kernel receive stamp (SO_TIMESTAMPNS) - send time embedded in the packet; "added"
+latency subtracts the median of the same path without a relay (generator to itself, "direct").
+
+Relays (all pinned to --relay-cpu; generator and this script to --gen-cpu):
+  * relais-media --workers 1 (build/relais-media), driven over ng like rtpengine;
+  * rtpengine --table=-1 -f -E --num-threads=1 (userspace);
+  * bare: bare_forwarder.cpp (compiled here): epoll + recvmmsg/sendmmsg, fixed destinations.
+
+Per relay: steps of --step-seconds at rising offered rates (the first one, --fixed-rate, is the
+common comparison point) up to the first unclean step (loss > --max-loss %), one step between
+the last clean and the first unclean rate, then the best clean rate held for --hold-seconds on a
+fresh relay. A relay is restarted after an unclean step (rtpengine shuts sockets that fall
+behind for good). A step whose generator could not send >= 95 % of the offered rate is
+"gen-limited": the relay's limit is then above what this machine can offer it.
+
+CPU: utime+stime of the relay's process (all threads, /proc/PID/stat) between the generator's
+measure_start and measure_end; pps/core = forwarded pps / (CPU seconds / wall seconds).
+
+Usage: python3 tests/bench/relay_pps.py [--only bare,relais-media,rtpengine] [--keep] ...
+Python standard library only; needs g++, taskset, timeout, rtpengine (optional: skipped if
+missing) and build/relais-media.
+"""
+
+import argparse
+import glob
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+IP = "127.0.0.1"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+LADDER = [50000, 100000, 150000, 200000, 250000, 300000, 350000, 400000, 450000, 500000,
+          600000, 700000]
+MIN_ACHIEVED = 0.95
+CHILDREN = []
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- processes
+
+def spawn(argv, **kw):
+    p = subprocess.Popen(argv, start_new_session=True, **kw)
+    CHILDREN.append(p)
+    return p
+
+
+def stop(p, grace=5.0):
+    """SIGTERM the process group of p (started by us), then SIGKILL; returns the exit code"""
+    if p is None:
+        return None
+    if p.poll() is None:
+        try:
+            os.killpg(p.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            p.wait(grace)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait()
+    if p in CHILDREN:
+        CHILDREN.remove(p)
+    return p.returncode
+
+
+def stop_all():
+    for p in list(CHILDREN):
+        stop(p, 2.0)
+
+
+def children_of(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+def wrapped_pid(p, name, timeout=5.0):
+    """pid of the real program started under `timeout` (its child whose comm matches name)"""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for c in children_of(p.pid):
+            if proc_name(c).startswith(name[:15]):
+                return c
+        if p.poll() is not None:
+            return None
+        time.sleep(0.02)
+    return None
+
+
+def stat_fields(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        data = f.read()
+    return data[data.rindex(")") + 2:].split()
+
+
+def cpu_ticks(pid):
+    try:
+        f = stat_fields(pid)
+    except OSError:
+        return 0
+    return int(f[11]) + int(f[12])
+
+
+def all_ticks():
+    out = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            out[int(d)] = cpu_ticks(d)
+    return out
+
+
+def proc_name(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return "?"
+
+
+def busy_pct(seconds):
+    a = all_ticks()
+    time.sleep(seconds)
+    b = all_ticks()
+    me = os.getpid()
+    return 100.0 * sum(max(0, v - a.get(p, 0)) for p, v in b.items() if p != me) / CLK_TCK / seconds
+
+
+def wait_idle(max_wait, threshold=25.0):
+    """wait (up to max_wait s) until other processes use < threshold % of a core"""
+    deadline = time.monotonic() + max_wait
+    first = True
+    while True:
+        busy = busy_pct(2.0)
+        if busy < threshold:
+            return busy
+        if time.monotonic() > deadline:
+            log(f"WARNING: machine still busy ({busy:.0f} % of a core) after {max_wait:.0f} s; going on")
+            return busy
+        if first:
+            others = sorted({proc_name(p) for p in all_ticks() if proc_name(p) in
+                             ("sipp", "kamailio", "relais", "python3", "cc1plus", "rtpengine")})
+            log(f"waiting for a quiet machine ({busy:.0f} % of a core busy; {', '.join(others)})")
+            first = False
+        time.sleep(8)
+
+
+def udp_drops(port_lo, port_hi):
+    """sum of the kernel drop counters of UDP sockets on IP with port_lo <= port <= port_hi"""
+    prefix = "%08X:" % int.from_bytes(socket.inet_aton(IP), "little")
+    total = 0
+    with open("/proc/net/udp") as f:
+        next(f)
+        for line in f:
+            parts = line.split()
+            if parts[1].startswith(prefix) and port_lo <= int(parts[1][9:], 16) <= port_hi:
+                total += int(parts[-1])
+    return total
+
+
+# ----------------------------------------------------------------------------- ng protocol
+
+def bencode(v):
+    if isinstance(v, dict):
+        items = sorted((k.encode() if isinstance(k, str) else k, x) for k, x in v.items())
+        return b"d" + b"".join(bencode(k) + bencode(x) for k, x in items) + b"e"
+    if isinstance(v, (list, tuple)):
+        return b"l" + b"".join(bencode(x) for x in v) + b"e"
+    if isinstance(v, int):
+        return b"i%de" % v
+    if isinstance(v, str):
+        v = v.encode()
+    return b"%d:%s" % (len(v), v)
+
+
+def bdecode(data, i=0):
+    c = data[i:i + 1]
+    if c == b"d":
+        out, i = {}, i + 1
+        while data[i:i + 1] != b"e":
+            k, i = bdecode(data, i)
+            out[k], i = bdecode(data, i)
+        return out, i + 1
+    if c == b"l":
+        out, i = [], i + 1
+        while data[i:i + 1] != b"e":
+            x, i = bdecode(data, i)
+            out.append(x)
+        return out, i + 1
+    if c == b"i":
+        j = data.index(b"e", i)
+        return int(data[i + 1:j]), j + 1
+    j = data.index(b":", i)
+    n = int(data[i:j])
+    s = data[j + 1:j + 1 + n]
+    try:
+        return s.decode(), j + 1 + n
+    except UnicodeDecodeError:
+        return s, j + 1 + n
+
+
+class Ng:
+    def __init__(self, port):
+        self.addr = (IP, port)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((IP, 0))
+
+    def request(self, msg, timeout=1.0, tries=3):
+        cookie = secrets.token_hex(8)
+        data = cookie.encode() + b" " + bencode(msg)
+        for _ in range(tries):
+            self.sock.sendto(data, self.addr)
+            self.sock.settimeout(timeout)
+            try:
+                while True:
+                    reply = self.sock.recv(65535)
+                    c, _, body = reply.partition(b" ")
+                    if c.decode(errors="replace") == cookie:
+                        return bdecode(body)[0]
+            except socket.timeout:
+                continue
+        raise RuntimeError(f"no ng reply to {msg.get('command')}")
+
+    def close(self):
+        self.sock.close()
+
+
+def sdp(port):
+    return ("v=0\r\no=- 1 1 IN IP4 %s\r\ns=-\r\nc=IN IP4 %s\r\nt=0 0\r\n"
+            "m=audio %d RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\na=sendrecv\r\n" % (IP, IP, port))
+
+
+def sdp_port(text):
+    m = re.search(r"^m=audio (\d+) ", text, re.M)
+    if not m:
+        raise RuntimeError("no m=audio in reply SDP:\n" + text)
+    return int(m.group(1))
+
+
+def setup_calls(ng_port, endpoints, tag):
+    """offer (side A) + answer (side B) per stream pair; [(port A sends to, port B sends to)]"""
+    ng = Ng(ng_port)
+    out = []
+    common = {"flags": ["trust-address"], "replace": ["origin", "session-connection"],
+              "ICE": "remove", "transport-protocol": "RTP/AVP"}
+    try:
+        for i, (a, b) in enumerate(endpoints):
+            cid = f"pps-{tag}-{i}"
+            r = ng.request(dict(common, command="offer", **{"call-id": cid, "from-tag": f"a{i}",
+                                                            "sdp": sdp(a)}))
+            if r.get("result") != "ok":
+                raise RuntimeError(f"offer {cid}: {r}")
+            to_b = sdp_port(r["sdp"])
+            r = ng.request(dict(common, command="answer", **{"call-id": cid, "from-tag": f"a{i}",
+                                                             "to-tag": f"b{i}", "sdp": sdp(b)}))
+            if r.get("result") != "ok":
+                raise RuntimeError(f"answer {cid}: {r}")
+            out.append((sdp_port(r["sdp"]), to_b))
+    finally:
+        ng.close()
+    return out
+
+
+def ng_alive(ng_port):
+    ng = Ng(ng_port)
+    try:
+        return ng.request({"command": "ping"}, timeout=0.2, tries=1).get("result") == "pong"
+    except (RuntimeError, OSError):
+        return False
+    finally:
+        ng.close()
+
+
+# ----------------------------------------------------------------------------- relays
+
+class Relay:
+    """One relay instance: start(), pid, flows(endpoints) -> [(src, dst)], stop()."""
+    name = "?"
+    kind = "?"
+
+    def __init__(self, args, tmp, port_lo, port_hi, cpus):
+        self.args, self.tmp, self.port_lo, self.port_hi, self.cpus = args, tmp, port_lo, port_hi, cpus
+        self.proc = None
+        self.pid = None
+        self.logs = []
+        self.serial = 0
+
+    def log_path(self):
+        return os.path.join(self.tmp, f"{self.name}-{self.serial}.log")
+
+    def popen(self, argv, binary_name):
+        self.serial += 1
+        path = self.log_path()
+        self.logs.append(path)
+        f = open(path, "w")
+        life = int(self.args.budget) + 300
+        self.proc = spawn(["taskset", "-c", self.cpus, "timeout", "-k", "5", str(life)] + argv,
+                          stdout=f, stderr=subprocess.STDOUT)
+        f.close()
+        self.pid = wrapped_pid(self.proc, binary_name)
+        if self.pid is None:
+            raise RuntimeError(f"{self.name} did not start; log {path}:\n" + self.log_tail())
+
+    def wait_log(self, needle, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with open(self.log_path(), errors="replace") as f:
+                if needle in f.read():
+                    return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name}: no '{needle}' in its log:\n" + self.log_tail())
+
+    def wait_ng(self, port, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if ng_alive(port):
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name}: ng port {port} does not answer:\n" + self.log_tail())
+
+    def log_tail(self, n=20):
+        try:
+            with open(self.log_path(), errors="replace") as f:
+                return "".join(f.readlines()[-n:])
+        except OSError:
+            return ""
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self):
+        rc = stop(self.proc)
+        self.proc, self.pid = None, None
+        return rc
+
+
+class RelaisMedia(Relay):
+    kind = "relais-media"
+
+    def __init__(self, args, tmp, port_lo, port_hi, cpus, workers):
+        super().__init__(args, tmp, port_lo, port_hi, cpus)
+        self.workers = workers
+        self.name = "relais-media" if workers == 1 else f"relais-media-w{workers}"
+
+    def start(self, endpoints):
+        self.ng_port = free_udp_port()
+        self.popen([self.args.relais_media, "--ng", f"{IP}:{self.ng_port}", "--address", IP,
+                    "--ports", f"{self.port_lo}-{self.port_hi}", "--workers", str(self.workers),
+                    "--timeout", "60", "--log-level", "info"], "relais-media")
+        self.wait_log("event=ready")
+        return setup_calls(self.ng_port, endpoints, f"{self.name}{self.serial}")
+
+
+class Rtpengine(Relay):
+    kind = name = "rtpengine"
+
+    def start(self, endpoints):
+        self.ng_port = free_udp_port()
+        self.popen([self.args.rtpengine, "--table=-1", "-f", "-E", f"--listen-ng={IP}:{self.ng_port}",
+                    f"--interface={IP}", f"--port-min={self.port_lo}", f"--port-max={self.port_hi}",
+                    "--num-threads=1", "--log-level=5", "--timeout=60", "--delete-delay=0"],
+                   "rtpengine")
+        self.wait_ng(self.ng_port)
+        return setup_calls(self.ng_port, endpoints, f"rtpe{self.serial}")
+
+
+class Bare(Relay):
+    kind = name = "bare"
+
+    def start(self, endpoints):
+        pairs = [(self.port_lo + 4 * i, self.port_lo + 4 * i + 2) for i in range(len(endpoints))]
+        if pairs[-1][1] > self.port_hi:
+            raise RuntimeError("bare: port range too small")
+        path = os.path.join(self.tmp, "bare-pairs.txt")
+        with open(path, "w") as f:
+            for (pa, pb), (a, b) in zip(pairs, endpoints):
+                f.write(f"{pa} {pb} {a} {b}\n")
+        self.popen([self.args.bare_bin, "--pairs", path, "--address", IP], "bare_forwarder")
+        self.wait_log("event=ready")
+        return pairs
+
+
+class Direct(Relay):
+    """no relay: the generator sends each flow straight to the other side's port"""
+    kind = name = "direct"
+
+    def start(self, endpoints):
+        self.serial += 1
+        return [(b, a) for a, b in endpoints]
+
+    def alive(self):
+        return True
+
+    def stop(self):
+        return 0
+
+
+def free_udp_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((IP, 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+# ----------------------------------------------------------------------------- one step
+
+class Step:
+    def __init__(self, relay, rate, res, cpu_s, sched_s, other_pct, socket_drops, seconds):
+        self.relay, self.rate, self.res = relay, rate, res
+        self.cpu_s, self.sched_s, self.other_pct = cpu_s, sched_s, other_pct
+        self.socket_drops, self.seconds = socket_drops, seconds
+        w = res["window_s"] or 1.0
+        self.window = w
+        self.cpu_frac = cpu_s / w if cpu_s is not None else None
+        self.rx_pps = res["rx_pps"]
+        self.loss = res["loss_pct"]
+        self.gen_limited = res["tx_pps"] < MIN_ACHIEVED * rate
+        self.pps_core = self.rx_pps / self.cpu_frac if self.cpu_frac else None
+
+    def clean(self, max_loss):
+        return self.loss <= max_loss
+
+    def p(self, key, base=0.0):
+        v = self.res[key]
+        return max(0.0, v - base) if v >= 0 else float("nan")
+
+
+def sched_ns(pid):
+    """sum of the scheduler's run time of every thread of pid (ns)"""
+    total = 0
+    for path in glob.glob(f"/proc/{pid}/task/*/schedstat"):
+        try:
+            with open(path) as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
+def run_generator(args, flows, rate, seconds, relay):
+    """run rtp_load once against `flows`; sample relay CPU inside the measured window"""
+    path = os.path.join(args.tmp, "flows.txt")
+    with open(path, "w") as f:
+        for src, dst in flows:
+            f.write(f"{src} {dst}\n")
+    rate_per_flow = rate / len(flows)
+    burst = args.burst
+    life = args.warmup + seconds + 0.5 + 15
+    argv = ["taskset", "-c", str(args.gen_cpu), "timeout", "-k", "2", str(int(life)), args.load_bin,
+            "--flows", path, "--rate", str(rate), "--warmup", str(args.warmup),
+            "--duration", str(seconds), "--tail", "0.2", "--drain", "0.3", "--burst", str(burst)]
+    p = spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    gen_pid = None
+    marks = {}
+    result = None
+    relay_pid = relay.pid
+    drops0 = udp_drops(relay.port_lo, relay.port_hi) if relay.kind != "direct" else 0
+    for line in p.stdout:
+        line = line.strip()
+        if line in ("event=measure_start", "event=measure_end"):
+            if gen_pid is None:
+                gen_pid = wrapped_pid(p, "rtp_load", 0.5)
+            marks[line] = (time.monotonic(), cpu_ticks(relay_pid) if relay_pid else None,
+                           sched_ns(relay_pid) if relay_pid else None, all_ticks())
+        elif line.startswith("result "):
+            result = json.loads(line[7:])
+    err = p.stderr.read()
+    p.wait()
+    CHILDREN.remove(p)
+    if result is None:
+        raise RuntimeError(f"rtp_load failed (rc {p.returncode}): {err.strip()}")
+    drops = (udp_drops(relay.port_lo, relay.port_hi) - drops0) if relay.kind != "direct" else 0
+    (t0, c0, s0, all0), (t1, c1, s1, all1) = marks["event=measure_start"], marks["event=measure_end"]
+    wall = t1 - t0
+    cpu_s = (c1 - c0) / CLK_TCK if relay_pid else None
+    sched_s = (s1 - s0) / 1e9 if relay_pid else None
+    skip = {os.getpid(), relay_pid, gen_pid, p.pid}
+    if relay.proc is not None:
+        skip.add(relay.proc.pid)
+    other = sum(max(0, v - all0.get(q, 0)) for q, v in all1.items() if q not in skip)
+    other_pct = 100.0 * other / CLK_TCK / wall
+    if relay_pid:  # the relay's own window is the one sampled here, not the generator's
+        result["window_s"] = result["window_s"] or wall
+    return Step(relay.name, rate, result, cpu_s, sched_s, other_pct, drops, seconds)
+
+
+def fmt_rate(r):
+    return f"{r / 1000:g}k"
+
+
+def describe(step, base_p50):
+    r = step.res
+    cpu = f"cpu={100 * step.cpu_frac:5.1f}%" if step.cpu_frac is not None else "cpu=  n/a "
+    ppc = f"{step.pps_core / 1000:7.1f}k pps/core" if step.pps_core else "      n/a pps/core"
+    s = (f"{step.relay:<16} {fmt_rate(step.rate):>5} offered: sent {r['tx_pps'] / 1000:6.1f}k/s "
+         f"fwd {step.rx_pps / 1000:6.1f}k/s {cpu} {ppc} loss={step.loss:.3f}% "
+         f"added p50={step.p('p50_us', base_p50):.0f} p99={step.p('p99_us', base_p50):.0f} "
+         f"p99.9={step.p('p999_us', base_p50):.0f} max={step.p('max_us', base_p50):.0f} µs "
+         f"(raw p50={r['p50_us']:.0f} p99={r['p99_us']:.0f})")
+    extra = []
+    if step.sched_s is not None and step.cpu_s is not None:
+        extra.append(f"schedstat cpu={100 * step.sched_s / step.window:.1f}%")
+    if step.socket_drops:
+        extra.append(f"relay-socket drops={step.socket_drops}")
+    if r["gen_drops"]:
+        extra.append(f"generator-socket drops={r['gen_drops']}")
+    if r["flows_dead"] or r["flows_lossy"]:
+        extra.append(f"flows dead={r['flows_dead']} lossy(>1%)={r['flows_lossy']} of {r['flows']}")
+    if r["send_errors"] or r["send_eagain"]:
+        extra.append(f"send errors={r['send_errors']} eagain={r['send_eagain']}")
+    if r["unknown"]:
+        extra.append(f"unknown packets={r['unknown']}")
+    if step.gen_limited:
+        extra.append("GEN-LIMITED")
+    if step.other_pct > 20:
+        extra.append(f"other processes {step.other_pct:.0f}% of a core")
+    if step.loss > 0.05:
+        per_s = []
+        tl = r["timeline"]
+        for i in range(0, len(tl), 10):
+            tx = sum(t for t, _ in tl[i:i + 10])
+            rx = sum(x for _, x in tl[i:i + 10])
+            per_s.append(f"{100.0 * (tx - rx) / tx:.1f}" if tx else "-")
+        extra.append("loss% per second: " + " ".join(per_s))
+    return s + ("\n" + " " * 19 + "; ".join(extra) if extra else "")
+
+
+# ----------------------------------------------------------------------------- climbing
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.t_start = time.monotonic()
+        n = args.streams
+        # endpoints (A_i, B_i): even ports, +1 left free for RTCP
+        self.endpoints = [(args.gen_base + 4 * i, args.gen_base + 4 * i + 2) for i in range(n)]
+        self.base_p50 = 0.0
+        self.notes = []
+
+    def elapsed(self):
+        return time.monotonic() - self.t_start
+
+    def step(self, relay, flows, rate, seconds):
+        st = run_generator(self.args, flows, rate, seconds, relay)
+        if st.other_pct > 20 and not self.args.no_retry_noisy:
+            log(describe(st, self.base_p50))
+            log(f"   (other processes used {st.other_pct:.0f} % of a core: waiting and repeating)")
+            wait_idle(30)
+            st = run_generator(self.args, flows, rate, seconds, relay)
+        log(describe(st, self.base_p50))
+        if not relay.alive():
+            raise RuntimeError(f"{relay.name} exited during the step:\n" + relay.log_tail())
+        return st
+
+    def fresh(self, relay):
+        relay.stop()
+        return relay.start(self.endpoints)
+
+    def flows_for(self, relay, ports):
+        flows = []
+        for (a, b), (to_a, to_b) in zip(self.endpoints, ports):
+            flows.append((a, to_a))
+            flows.append((b, to_b))
+        return flows
+
+    def climb(self, relay, ladder, max_loss):
+        """steps up `ladder` to the first unclean step, one step in between, then a hold"""
+        a = self.args
+        steps = []
+        ports = self.fresh(relay)
+        flows = self.flows_for(relay, ports)
+        best = None
+        first_bad = None
+        for rate in ladder:
+            st = self.step(relay, flows, rate, a.step_seconds)
+            steps.append(st)
+            if st.clean(max_loss):
+                best = st
+                if st.gen_limited:
+                    break
+            else:
+                first_bad = rate
+                break
+            if self.elapsed() > a.budget:
+                self.notes.append(f"{relay.name}: budget reached, climb stopped at {fmt_rate(rate)}")
+                break
+        if best and first_bad and first_bad - best.rate > 25000:
+            mid = int(round((best.rate + first_bad) / 2 / 5000)) * 5000
+            ports = self.fresh(relay)
+            flows = self.flows_for(relay, ports)
+            st = self.step(relay, flows, mid, a.step_seconds)
+            steps.append(st)
+            if st.clean(max_loss):
+                best = st
+            else:
+                first_bad = mid
+        hold = None
+        if best and a.hold_seconds > 0:
+            if not (steps[-1] is best):
+                ports = self.fresh(relay)
+                flows = self.flows_for(relay, ports)
+            log(f"{relay.name}: holding {fmt_rate(best.rate)} for {a.hold_seconds:g} s")
+            hold = self.step(relay, flows, best.rate, a.hold_seconds)
+            if not hold.clean(max_loss):
+                lower = [r for r in ladder if r < best.rate]
+                if lower:
+                    ports = self.fresh(relay)
+                    flows = self.flows_for(relay, ports)
+                    log(f"{relay.name}: hold unclean, holding {fmt_rate(lower[-1])} instead")
+                    hold2 = self.step(relay, flows, lower[-1], a.hold_seconds)
+                    hold = hold2
+        relay.stop()
+        return steps, best, hold
+
+
+def summarize_log(relay):
+    """count of events per kind in the relay's logs, without the per-call ones"""
+    counts = {}
+    routine = re.compile(r"event=(call\.offer|call\.answer|call\.delete|ready|worker\.start)\b")
+    for path in relay.logs:
+        try:
+            with open(path, errors="replace") as f:
+                for line in f:
+                    line = line.rstrip()
+                    if not line or routine.search(line):
+                        continue
+                    if relay.kind == "rtpengine":
+                        # "[time] [core] ... " — keep the message without variable parts
+                        key = re.sub(r"^\[[^\]]*\]\s*", "", line)
+                        key = re.sub(r"\d+", "N", key)[:120]
+                    else:
+                        m = re.search(r"event=(\S+)", line)
+                        lvl = re.search(r"level=(\S+)", line)
+                        key = (lvl.group(1) + " " if lvl else "") + (m.group(1) if m else line[:100])
+                    counts[key] = counts.get(key, 0) + 1
+        except OSError:
+            pass
+    return counts
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--streams", type=int, default=500, help="stream pairs (two flows each), default 500")
+    ap.add_argument("--fixed-rate", type=int, default=50000, help="common comparison rate (pps), default 50000")
+    ap.add_argument("--ladder", default=",".join(str(r) for r in LADDER), help="offered rates (pps)")
+    ap.add_argument("--step-seconds", type=float, default=5.0)
+    ap.add_argument("--hold-seconds", type=float, default=10.0)
+    ap.add_argument("--warmup", type=float, default=1.0)
+    ap.add_argument("--max-loss", type=float, default=0.5, help="clean step: loss <= this %% (0.5)")
+    ap.add_argument("--burst", type=int, default=1, help="packets per flow per sendmmsg (1)")
+    ap.add_argument("--only", default="bare,relais-media,rtpengine")
+    ap.add_argument("--workers2", choices=("yes", "no"), default="yes",
+                    help="also run relais-media --workers 2 on both cores at the fixed rate and at "
+                         "the --workers 1 max clean rate")
+    ap.add_argument("--relay-cpu", type=int, default=0)
+    ap.add_argument("--gen-cpu", type=int, default=1)
+    ap.add_argument("--gen-base", type=int, default=12000, help="generator ports (4 per stream)")
+    ap.add_argument("--port-base", type=int, default=16000, help="relay port ranges start here")
+    ap.add_argument("--budget", type=float, default=300.0, help="stop climbing after this many s")
+    ap.add_argument("--wait-idle", type=float, default=600.0)
+    ap.add_argument("--no-retry-noisy", action="store_true")
+    ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--relais-media", default=os.path.join(ROOT, "build", "relais-media"))
+    ap.add_argument("--rtpengine", default=shutil.which("rtpengine") or "rtpengine")
+    args = ap.parse_args()
+    a = args
+    ladder = sorted({int(x) for x in a.ladder.split(",")} | {a.fixed_rate})
+    ladder = [r for r in ladder if r >= a.fixed_rate]
+    only = [x.strip() for x in a.only.split(",") if x.strip()]
+
+    for tool in ("g++", "taskset", "timeout"):
+        if not shutil.which(tool):
+            sys.exit(f"relay_pps: {tool} not found")
+    if "relais-media" in only and not os.access(a.relais_media, os.X_OK):
+        sys.exit(f"relay_pps: {a.relais_media} not built (make)")
+    if "rtpengine" in only and not shutil.which(a.rtpengine):
+        log("rtpengine not installed: skipped")
+        only.remove("rtpengine")
+    a.tmp = tempfile.mkdtemp(prefix="relay-pps-")
+    span = 4 * a.streams + 16
+    if a.gen_base + 4 * a.streams > a.port_base or a.port_base + 4 * span > 32768:
+        sys.exit("relay_pps: port layout does not fit below 32768 (--streams too large?)")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    try:
+        os.sched_setaffinity(0, {a.gen_cpu})
+        log(f"building rtp_load and bare_forwarder in {a.tmp}")
+        a.load_bin = os.path.join(a.tmp, "rtp_load")
+        a.bare_bin = os.path.join(a.tmp, "bare_forwarder")
+        for src, out in (("rtp_load.cpp", a.load_bin), ("bare_forwarder.cpp", a.bare_bin)):
+            subprocess.run(["g++", "-O2", "-std=c++20", "-o", out, os.path.join(HERE, src)],
+                           check=True, timeout=180)
+        busy = wait_idle(a.wait_idle)
+        log(f"machine: {os.cpu_count()} cores, other processes {busy:.0f} % of a core; relay on CPU "
+            f"{a.relay_cpu}, generator on CPU {a.gen_cpu}; {a.streams} streams = {2 * a.streams} flows "
+            f"of 172-byte RTP")
+        return run(a, ladder, only)
+    finally:
+        stop_all()
+        if a.keep:
+            log(f"kept {a.tmp}")
+        else:
+            shutil.rmtree(a.tmp, ignore_errors=True)
+
+
+def run(a, ladder, only):
+    bench = Bench(a)
+    relays = {}
+    span = 4 * a.streams + 16
+    lo = a.port_base
+    for name in ("bare", "relais-media", "rtpengine"):
+        cpus = str(a.relay_cpu)
+        if name == "bare":
+            relays[name] = Bare(a, a.tmp, lo, lo + span - 1, cpus)
+        elif name == "relais-media":
+            relays[name] = RelaisMedia(a, a.tmp, lo, lo + span - 1, cpus, 1)
+        else:
+            relays[name] = Rtpengine(a, a.tmp, lo, lo + span - 1, cpus)
+        lo += span
+
+    # Baseline: the generator to itself, no relay, at the fixed rate.
+    direct = Direct(a, a.tmp, 0, 0, "")
+    base = bench.step(direct, bench.flows_for(direct, direct.start(bench.endpoints)), a.fixed_rate,
+                      a.step_seconds)
+    bench.base_p50 = base.res["p50_us"]
+    log(f"direct path (no relay) at {fmt_rate(a.fixed_rate)}: p50={base.res['p50_us']:.0f} "
+        f"p99={base.res['p99_us']:.0f} µs; 'added' latencies below subtract {bench.base_p50:.0f} µs")
+
+    results = {}
+    ok = True
+    for name in only:
+        relay = relays[name]
+        log(f"--- {name}")
+        try:
+            results[name] = bench.climb(relay, ladder, a.max_loss)
+        except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+            log(f"{name}: FAILED: {e}")
+            relay.stop()
+            ok = False
+    w2 = []
+    if a.workers2 == "yes" and "relais-media" in results:
+        r2 = RelaisMedia(a, a.tmp, lo, lo + span - 1, f"{a.relay_cpu},{a.gen_cpu}", 2)
+        relays["relais-media-w2"] = r2
+        log("--- relais-media --workers 2 (both cores; the generator shares one)")
+        try:
+            flows = bench.flows_for(r2, bench.fresh(r2))
+            w2.append(bench.step(r2, flows, a.fixed_rate, a.step_seconds))
+            best1 = results["relais-media"][1]
+            if best1 and best1.rate != a.fixed_rate:
+                if not w2[-1].clean(a.max_loss):
+                    flows = bench.flows_for(r2, bench.fresh(r2))
+                w2.append(bench.step(r2, flows, best1.rate, a.step_seconds))
+        except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+            log(f"relais-media --workers 2: FAILED: {e}")
+        r2.stop()
+
+    # Logs of the relays: anything beyond the per-call lines.
+    for name, relay in relays.items():
+        counts = summarize_log(relay)
+        if counts:
+            log(f"{name} log ({len(relay.logs)} runs), lines by kind:")
+            for k, v in sorted(counts.items(), key=lambda kv: -kv[1])[:12]:
+                log(f"  {v:6d}  {k}")
+
+    print_summary(a, bench, base, results, w2)
+    for n in bench.notes:
+        log("note: " + n)
+    log(f"total {bench.elapsed():.0f} s")
+    return 0 if ok else 1
+
+
+def print_summary(a, bench, base, results, w2):
+    b50 = bench.base_p50
+    out = [f"relay_pps (172-byte RTP, {a.streams} streams = {2 * a.streams} flows; relay pinned to 1 "
+           f"core, generator on the other; loss <= {a.max_loss:g}% is clean):"]
+    out.append(f"  direct path, no relay, at {fmt_rate(a.fixed_rate)}pps: p50={base.res['p50_us']:.0f}µs "
+               f"p99={base.res['p99_us']:.0f}µs loss={base.loss:.3f}% (added latency = latency - "
+               f"{b50:.0f}µs)")
+    fixed = {}
+    for name, (steps, best, hold) in results.items():
+        for st in steps:
+            if st.rate == a.fixed_rate:
+                fixed[name] = st
+                break
+    parts = []
+    for name in results:
+        st = fixed.get(name)
+        if st is None:
+            parts.append(f"{name} n/a")
+            continue
+        parts.append(f"{name} cpu={100 * st.cpu_frac:.1f}% p50={st.p('p50_us', b50):.0f}µs "
+                     f"p99={st.p('p99_us', b50):.0f}µs loss={st.loss:.3f}% "
+                     f"({st.pps_core / 1000:.0f}k pps/core)")
+    out.append(f"  at {fmt_rate(a.fixed_rate)}pps: " + " | ".join(parts))
+    best = {}
+    parts = []
+    for name, (steps, b, hold) in results.items():
+        ref = hold if hold is not None and hold.clean(a.max_loss) else b
+        if ref is None:
+            parts.append(f"{name} none clean")
+            continue
+        best[name] = ref
+        tag = " (gen-limited)" if ref.gen_limited or (b and b.gen_limited) else ""
+        held = f", held {ref.seconds:g}s" if ref is hold else ", step only (hold unclean)" if hold else ""
+        parts.append(f"{name} {ref.rx_pps:,.0f} pps{tag} ({ref.pps_core:,.0f} pps/core at "
+                     f"{100 * ref.cpu_frac:.0f}% cpu, loss={ref.loss:.3f}% p99={ref.p('p99_us', b50):.0f}µs"
+                     f"{held})")
+    out.append("  max clean: " + " | ".join(parts))
+    unclean = []
+    for name, (steps, b, hold) in results.items():
+        bad = [s for s in steps if not s.clean(a.max_loss)]
+        if bad:
+            s = bad[0]
+            unclean.append(f"{name} {fmt_rate(s.rate)}: loss={s.loss:.2f}% fwd={s.rx_pps / 1000:.0f}k/s")
+    if unclean:
+        out.append("  first unclean step: " + " | ".join(unclean))
+    rm = "relais-media"
+    ratios = []
+    if rm in best:
+        for other in ("rtpengine", "bare"):
+            if other in best:
+                ratios.append(f"{rm}/{other} = {best[rm].pps_core / best[other].pps_core:.2f}× pps/core at max "
+                              f"({best[rm].rx_pps / best[other].rx_pps:.2f}× max rate)")
+        for other in ("rtpengine", "bare"):
+            if rm in fixed and other in fixed:
+                ratios.append(f"{rm}/{other} at {fmt_rate(a.fixed_rate)} = "
+                              f"{fixed[rm].pps_core / fixed[other].pps_core:.2f}× pps/core")
+    if ratios:
+        out.append("  ratios: " + ", ".join(ratios))
+    if w2:
+        out.append("  relais-media --workers 2 (both cores, shared with the generator): " + " | ".join(
+            f"{fmt_rate(s.rate)}: fwd {s.rx_pps:,.0f} pps cpu={100 * s.cpu_frac:.0f}% "
+            f"({s.pps_core:,.0f} pps/core) loss={s.loss:.3f}% p99={s.p('p99_us', b50):.0f}µs"
+            for s in w2))
+    if rm in best:
+        goals = []
+        if "rtpengine" in best:
+            r = best[rm].pps_core / best["rtpengine"].pps_core
+            goals.append(f">= 2× rtpengine pps/core: {'PASS' if r >= 2 else 'FAIL'} ({r:.2f}×)")
+        if "bare" in best:
+            r = best[rm].pps_core / best["bare"].pps_core
+            goals.append(f">= 0.8× bare pps/core: {'PASS' if r >= 0.8 else 'FAIL'} ({r:.2f}×)")
+        if rm in fixed:
+            p99 = fixed[rm].p("p99_us", b50)
+            goals.append(f"p99 added < 100µs at {fmt_rate(a.fixed_rate)}: {'PASS' if p99 < 100 else 'FAIL'} "
+                         f"({p99:.0f}µs)")
+        out.append("  goals: " + "; ".join(goals))
+    print("\n".join(out), flush=True)
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        stop_all()
+        sys.exit(130)

@@ -1,0 +1,382 @@
+// rtp_load.cpp — RTP load generator and sink for tests/bench/relay_pps.py (one thread).
+//
+// Flows come from a file, one per line: "SRC_PORT DST_PORT". Each distinct SRC_PORT is one
+// UDP socket bound on --address; it sends its flow (172-byte RTP packets) to DST_PORT and
+// receives whatever arrives on it (the forwarded packets of the reverse flow). Packets are
+// paced over all flows round-robin at --rate packets/s; every send is one sendmmsg of --burst
+// packets of one flow. Payload after the 12-byte RTP header: u64 send time (CLOCK_REALTIME
+// ns), u32 flow index, u32 phase (0 warm-up, 1 measured, 2 tail).
+//
+// Reception: epoll + recvmmsg, the arrival time is the kernel's SO_TIMESTAMPNS stamp (taken
+// when the packet entered the receive path), so the time this process takes to pick packets
+// up is not counted; latency = stamp - embedded send time. SO_RXQ_OVFL reports drops on our
+// own sockets (not the relay's fault).
+//
+// Timeline on stdout: "event=measure_start" when the measured phase begins, "event=measure_end"
+// when it ends (the caller samples the relay's CPU between them), then one line "result {...}"
+// (JSON). Phases: --warmup s, --duration s (measured), --tail s (still sending, packets not
+// counted, so measured packets see the same load until they arrive), then --drain s receiving
+// only.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace {
+
+constexpr size_t kPacketLen = 172;
+constexpr size_t kRxBatch = 64;
+constexpr size_t kHistUs = 200000;  // 1 µs buckets up to 200 ms, then one overflow bucket
+constexpr int64_t kBinNs = 100'000'000;  // timeline bins (by send time) of 100 ms
+
+int64_t now_ns(clockid_t c) {
+  timespec ts;
+  clock_gettime(c, &ts);
+  return int64_t(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+void die(const char* what) {
+  fprintf(stderr, "rtp_load: %s: %s\n", what, strerror(errno));
+  exit(2);
+}
+
+struct Flow {
+  int sock_index;
+  sockaddr_in dst;
+  uint16_t seq;
+  uint32_t ts;
+  uint64_t tx_measured = 0;
+  uint64_t rx_measured = 0;
+};
+
+struct Sock {
+  int fd;
+  uint32_t drops_seen = 0;  // SO_RXQ_OVFL is a running total per socket
+};
+
+void put_u32(uint8_t* p, uint32_t v) { memcpy(p, &v, 4); }
+void put_u64(uint8_t* p, uint64_t v) { memcpy(p, &v, 8); }
+uint32_t get_u32(const uint8_t* p) { uint32_t v; memcpy(&v, p, 4); return v; }
+uint64_t get_u64(const uint8_t* p) { uint64_t v; memcpy(&v, p, 8); return v; }
+
+double percentile(const std::vector<uint64_t>& hist, uint64_t total, double q) {
+  if (total == 0) return -1;
+  uint64_t want = static_cast<uint64_t>(std::ceil(q * double(total)));
+  if (want == 0) want = 1;
+  uint64_t acc = 0;
+  for (size_t i = 0; i < hist.size(); ++i) {
+    acc += hist[i];
+    if (acc >= want) return double(i);
+  }
+  return double(hist.size() - 1);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string flows_path, address = "127.0.0.1";
+  double rate = 50000, warmup = 1, duration = 5, tail = 0.2, drain = 0.2;
+  int burst = 1;
+  int rcvbuf = 1 << 20;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string a = argv[i], v = argv[i + 1];
+    if (a == "--flows") flows_path = v;
+    else if (a == "--address") address = v;
+    else if (a == "--rate") rate = atof(v.c_str());
+    else if (a == "--warmup") warmup = atof(v.c_str());
+    else if (a == "--duration") duration = atof(v.c_str());
+    else if (a == "--tail") tail = atof(v.c_str());
+    else if (a == "--drain") drain = atof(v.c_str());
+    else if (a == "--burst") burst = std::max(1, atoi(v.c_str()));
+    else if (a == "--rcvbuf") rcvbuf = atoi(v.c_str());
+    else {
+      fprintf(stderr, "rtp_load: unknown option %s\n", a.c_str());
+      return 2;
+    }
+  }
+  if (flows_path.empty() || rate <= 0 || duration <= 0) {
+    fprintf(stderr, "usage: rtp_load --flows FILE --rate PPS [--warmup S --duration S --tail S --drain S --burst K]\n");
+    return 2;
+  }
+  rlimit rl{65536, 65536};
+  setrlimit(RLIMIT_NOFILE, &rl);
+
+  in_addr ip{};
+  if (inet_pton(AF_INET, address.c_str(), &ip) != 1) {
+    fprintf(stderr, "rtp_load: bad address %s\n", address.c_str());
+    return 2;
+  }
+  int ep = epoll_create1(0);
+  if (ep < 0) die("epoll_create1");
+
+  std::vector<Flow> flows;
+  std::vector<Sock> socks;
+  std::map<int, int> by_port;
+  {
+    std::ifstream in(flows_path);
+    int src, dst;
+    while (in >> src >> dst) {
+      auto it = by_port.find(src);
+      if (it == by_port.end()) {
+        int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+        if (fd < 0) die("socket");
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+        if (setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one) != 0) die("SO_TIMESTAMPNS");
+        setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof one);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr = ip;
+        a.sin_port = htons(uint16_t(src));
+        if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+          fprintf(stderr, "rtp_load: bind %s:%d: %s\n", address.c_str(), src, strerror(errno));
+          return 2;
+        }
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        ev.data.u32 = uint32_t(socks.size());
+        if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0) die("epoll_ctl");
+        it = by_port.emplace(src, int(socks.size())).first;
+        socks.push_back(Sock{fd});
+      }
+      Flow f{};
+      f.sock_index = it->second;
+      f.dst.sin_family = AF_INET;
+      f.dst.sin_addr = ip;
+      f.dst.sin_port = htons(uint16_t(dst));
+      f.seq = uint16_t(rand());
+      f.ts = uint32_t(rand());
+      flows.push_back(f);
+    }
+  }
+  if (flows.empty()) {
+    fprintf(stderr, "rtp_load: no flows in %s\n", flows_path.c_str());
+    return 2;
+  }
+  const size_t nflows = flows.size();
+
+  // Transmit buffers: one sendmmsg of `burst` packets at a time.
+  std::vector<std::vector<uint8_t>> txbuf(burst, std::vector<uint8_t>(kPacketLen, 0));
+  std::vector<iovec> txiov(burst);
+  std::vector<mmsghdr> txmsg(burst);
+
+  // Receive buffers with room for the timestamp and overflow control messages.
+  constexpr size_t kCtl = CMSG_SPACE(sizeof(timespec)) + CMSG_SPACE(sizeof(uint32_t)) + 64;
+  std::vector<std::vector<uint8_t>> rxbuf(kRxBatch, std::vector<uint8_t>(2048));
+  std::vector<std::vector<uint8_t>> rxctl(kRxBatch, std::vector<uint8_t>(kCtl));
+  std::vector<iovec> rxiov(kRxBatch);
+  std::vector<mmsghdr> rxmsg(kRxBatch);
+  std::vector<epoll_event> events(512);
+
+  std::vector<uint64_t> hist(kHistUs + 1, 0);
+  uint64_t lat_count = 0, late = 0, unknown = 0, rx_other_phase = 0, send_errors = 0, send_eagain = 0;
+  double lat_sum_us = 0, lat_max_us = 0;
+  uint64_t tx_total = 0, rx_total = 0, gen_drops = 0;
+  const int64_t measure_ns = int64_t(duration * 1e9);
+  std::vector<uint64_t> bin_tx(size_t((measure_ns + kBinNs - 1) / kBinNs), 0), bin_rx(bin_tx.size(), 0);
+
+  const int64_t t0 = now_ns(CLOCK_MONOTONIC);
+  const int64_t t_measure = t0 + int64_t(warmup * 1e9);
+  const int64_t t_tail = t_measure + measure_ns;
+  const int64_t t_stop_send = t_tail + int64_t(tail * 1e9);
+  const int64_t t_end = t_stop_send + int64_t(drain * 1e9);
+  int64_t real_measure = 0;  // CLOCK_REALTIME at the start of the measured phase
+  bool started = false, ended = false;
+  uint64_t sent = 0;  // packets sent (all phases): the pacing counter
+  uint64_t tx_measured = 0;
+  size_t next_flow = 0;
+  int64_t last_rx = 0;
+  int64_t actual_measure_start = 0, actual_measure_end = 0;
+
+  auto receive_all = [&](int64_t /*mono*/) {
+    for (;;) {
+      int n = epoll_wait(ep, events.data(), int(events.size()), 0);
+      if (n <= 0) return;
+      for (int e = 0; e < n; ++e) {
+        Sock& s = socks[events[e].data.u32];
+        for (;;) {
+          for (size_t i = 0; i < kRxBatch; ++i) {
+            rxiov[i] = {rxbuf[i].data(), rxbuf[i].size()};
+            msghdr& h = rxmsg[i].msg_hdr;
+            h = msghdr{};
+            h.msg_iov = &rxiov[i];
+            h.msg_iovlen = 1;
+            h.msg_control = rxctl[i].data();
+            h.msg_controllen = rxctl[i].size();
+          }
+          int got = recvmmsg(s.fd, rxmsg.data(), kRxBatch, MSG_DONTWAIT, nullptr);
+          if (got <= 0) break;
+          int64_t user_now = 0;
+          for (int i = 0; i < got; ++i) {
+            ++rx_total;
+            msghdr& h = rxmsg[i].msg_hdr;
+            int64_t stamp = 0;
+            for (cmsghdr* c = CMSG_FIRSTHDR(&h); c; c = CMSG_NXTHDR(&h, c)) {
+              if (c->cmsg_level != SOL_SOCKET) continue;
+              if (c->cmsg_type == SO_TIMESTAMPNS) {
+                timespec ts;
+                memcpy(&ts, CMSG_DATA(c), sizeof ts);
+                stamp = int64_t(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+              } else if (c->cmsg_type == SO_RXQ_OVFL) {
+                uint32_t d;
+                memcpy(&d, CMSG_DATA(c), sizeof d);
+                if (d > s.drops_seen) {
+                  gen_drops += d - s.drops_seen;
+                  s.drops_seen = d;
+                }
+              }
+            }
+            if (stamp == 0) {
+              if (!user_now) user_now = now_ns(CLOCK_REALTIME);
+              stamp = user_now;
+            }
+            const uint8_t* p = rxbuf[i].data();
+            if (rxmsg[i].msg_len != kPacketLen) {
+              ++unknown;
+              continue;
+            }
+            uint64_t sent_at = get_u64(p + 12);
+            uint32_t flow = get_u32(p + 20), phase = get_u32(p + 24);
+            if (flow >= nflows) {
+              ++unknown;
+              continue;
+            }
+            if (phase != 1) {
+              ++rx_other_phase;
+              continue;
+            }
+            ++flows[flow].rx_measured;
+            int64_t rel = int64_t(sent_at) - real_measure;
+            if (rel >= 0 && rel < measure_ns) ++bin_rx[size_t(rel / kBinNs)];
+            double us = double(stamp - int64_t(sent_at)) / 1000.0;
+            if (us < 0) us = 0;
+            size_t b = size_t(us);
+            if (b >= kHistUs) {
+              b = kHistUs;
+              ++late;
+            }
+            ++hist[b];
+            ++lat_count;
+            lat_sum_us += us;
+            lat_max_us = std::max(lat_max_us, us);
+          }
+          if (got < int(kRxBatch)) break;
+        }
+      }
+      if (n < int(events.size())) return;
+    }
+  };
+
+  const double per_ns = rate / 1e9;
+  for (;;) {
+    int64_t now = now_ns(CLOCK_MONOTONIC);
+    if (!started && now >= t_measure) {
+      started = true;
+      real_measure = now_ns(CLOCK_REALTIME);
+      actual_measure_start = now;
+      printf("event=measure_start\n");
+      fflush(stdout);
+    }
+    if (!ended && now >= t_tail) {
+      ended = true;
+      actual_measure_end = now;
+      printf("event=measure_end\n");
+      fflush(stdout);
+    }
+    if (now >= t_end) break;
+    if (now < t_stop_send) {
+      uint32_t phase = now < t_measure ? 0 : (now < t_tail ? 1 : 2);
+      uint64_t due = uint64_t(double(now - t0) * per_ns);
+      // At most 64 sends per turn, then look at the receive side.
+      for (int k = 0; k < 64 && sent < due; ++k) {
+        Flow& f = flows[next_flow];
+        next_flow = (next_flow + 1) % nflows;
+        uint64_t stamp = uint64_t(now_ns(CLOCK_REALTIME));
+        for (int b = 0; b < burst; ++b) {
+          uint8_t* p = txbuf[b].data();
+          p[0] = 0x80;
+          p[1] = 8;  // PCMA
+          p[2] = uint8_t(f.seq >> 8);
+          p[3] = uint8_t(f.seq);
+          uint32_t ts = htonl(f.ts), ssrc = htonl(0x5e000000u + uint32_t(&f - flows.data()));
+          memcpy(p + 4, &ts, 4);
+          memcpy(p + 8, &ssrc, 4);
+          put_u64(p + 12, stamp);
+          put_u32(p + 20, uint32_t(&f - flows.data()));
+          put_u32(p + 24, phase);
+          ++f.seq;
+          f.ts += 160;
+          txiov[b] = {p, kPacketLen};
+          msghdr& h = txmsg[b].msg_hdr;
+          h = msghdr{};
+          h.msg_name = &f.dst;
+          h.msg_namelen = sizeof f.dst;
+          h.msg_iov = &txiov[b];
+          h.msg_iovlen = 1;
+        }
+        int r = sendmmsg(socks[f.sock_index].fd, txmsg.data(), unsigned(burst), MSG_DONTWAIT);
+        int ok = r > 0 ? r : 0;
+        if (r < 0) {
+          if (errno == EAGAIN || errno == EWOULDBLOCK) ++send_eagain;
+          else ++send_errors;
+        }
+        sent += uint64_t(burst);  // pacing counts attempts, so a failing socket cannot stall it
+        tx_total += uint64_t(ok);
+        if (phase == 1) {
+          f.tx_measured += uint64_t(ok);
+          tx_measured += uint64_t(ok);
+          int64_t rel = int64_t(stamp) - real_measure;
+          if (rel >= 0 && rel < measure_ns) bin_tx[size_t(rel / kBinNs)] += uint64_t(ok);
+        }
+        if (burst > 1) now = now_ns(CLOCK_MONOTONIC);
+      }
+    }
+    if (now - last_rx >= 20'000) {  // look for arrivals every 20 µs at most
+      receive_all(now);
+      last_rx = now;
+    }
+  }
+  receive_all(now_ns(CLOCK_MONOTONIC));
+
+  uint64_t rx_measured = 0, flows_lossy = 0, flows_dead = 0;
+  for (const Flow& f : flows) {
+    rx_measured += f.rx_measured;
+    if (f.tx_measured && f.rx_measured == 0) ++flows_dead;
+    else if (f.tx_measured && double(f.tx_measured - std::min(f.tx_measured, f.rx_measured)) > 0.01 * double(f.tx_measured)) ++flows_lossy;
+  }
+  double window = double(actual_measure_end - actual_measure_start) / 1e9;
+  double loss = tx_measured ? 100.0 * (double(tx_measured) - double(std::min(rx_measured, tx_measured))) / double(tx_measured) : 100.0;
+  printf("result {\"offered_pps\": %.0f, \"window_s\": %.4f, \"tx\": %llu, \"rx\": %llu, "
+         "\"tx_pps\": %.1f, \"rx_pps\": %.1f, \"loss_pct\": %.4f, \"p50_us\": %.1f, \"p90_us\": %.1f, "
+         "\"p99_us\": %.1f, \"p999_us\": %.1f, \"max_us\": %.1f, \"mean_us\": %.2f, \"late\": %llu, "
+         "\"flows\": %zu, \"flows_lossy\": %llu, \"flows_dead\": %llu, \"gen_drops\": %llu, "
+         "\"send_errors\": %llu, \"send_eagain\": %llu, \"unknown\": %llu, \"rx_other_phase\": %llu, "
+         "\"tx_total\": %llu, \"rx_total\": %llu, \"timeline\": [",
+         rate, window, (unsigned long long)tx_measured, (unsigned long long)rx_measured,
+         window > 0 ? double(tx_measured) / window : 0.0, window > 0 ? double(rx_measured) / window : 0.0,
+         loss, percentile(hist, lat_count, 0.50), percentile(hist, lat_count, 0.90),
+         percentile(hist, lat_count, 0.99), percentile(hist, lat_count, 0.999), lat_max_us,
+         lat_count ? lat_sum_us / double(lat_count) : -1.0, (unsigned long long)late, nflows,
+         (unsigned long long)flows_lossy, (unsigned long long)flows_dead, (unsigned long long)gen_drops,
+         (unsigned long long)send_errors, (unsigned long long)send_eagain, (unsigned long long)unknown,
+         (unsigned long long)rx_other_phase, (unsigned long long)tx_total, (unsigned long long)rx_total);
+  for (size_t i = 0; i < bin_tx.size(); ++i)
+    printf("%s[%llu, %llu]", i ? ", " : "", (unsigned long long)bin_tx[i], (unsigned long long)bin_rx[i]);
+  printf("]}\n");
+  return 0;
+}
