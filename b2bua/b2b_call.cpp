@@ -5,6 +5,7 @@
 #include <event2/event.h>
 #include <sofia-sip/sip_header.h>
 #include <sofia-sip/sip_status.h>
+#include <sofia-sip/su_alloc.h>
 
 #include "call_engine.hpp"
 #include "log.hpp"
@@ -54,12 +55,22 @@ bool B2bCall::accept_leg() {
   nta_incoming_tag(invite_->irq(), nta_leg_get_tag(a_leg_));
   nta_leg_server_route(a_leg_, sip->sip_record_route, sip->sip_contact);
   nta_incoming_bind(invite_->irq(), on_a_invite_event, reinterpret_cast<nta_incoming_magic_t*>(this));
+  caller_tag_ = sip->sip_from && sip->sip_from->a_tag ? sip->sip_from->a_tag : "";
+  caller_facing_host_ = sip->sip_request->rq_url->url_host ? sip->sip_request->rq_url->url_host : "";
   return true;
 }
 
+void B2bCall::release_invite() {
+  if (!invite_ || !invite_->msg() || !invite_->answered()) return;
+  su_home_t home[1] = {SU_HOME_INIT(home)};
+  size_t len = 0;
+  if (char* text = msg_as_string(home, invite_->msg(), nullptr, 0, &len)) invite_text_.assign(text, len);
+  su_home_deinit(home);
+  invite_->release_transaction();
+}
+
 std::string B2bCall::our_contact() const {
-  const sip_t* sip = invite_->sip();
-  return engine_.contact_toward(invite_->source().transport, sip->sip_request->rq_url->url_host);
+  return engine_.contact_toward(invite_->source().transport, caller_facing_host_.c_str());
 }
 
 void B2bCall::ring() {
@@ -98,6 +109,12 @@ int B2bCall::on_a_invite_event(nta_incoming_magic_t* magic, nta_incoming_t*, con
     if (self->answered_ && !self->finished_) self->end_bridge("caller", true, true);
     return 0;
   }
+  if (sip->sip_request && sip->sip_request->rq_method == sip_method_ack) {
+    // Our 2xx is acknowledged: its retransmission timer is done, the transaction too.
+    log_debug("call.acked").kv("call", self->id_);
+    self->release_invite();
+    return 0;
+  }
   if (sip->sip_request && sip->sip_request->rq_method == sip_method_cancel) {
     self->caller_gone_ = true;
     if (self->answered_ && !self->finished_ && !self->invite_->answered()) {
@@ -132,7 +149,12 @@ int B2bCall::on_leg_request(nta_leg_magic_t* magic, nta_leg_t* leg, nta_incoming
 
 int B2bCall::leg_request(BLeg* from_b, nta_incoming_t* irq, const sip_t* sip) {
   sip_method_t method = sip->sip_request->rq_method;
-  if (method == sip_method_ack) return 200;  // ACKs of 2xx we sent; the far side was ACKed already
+  if (method == sip_method_ack) {
+    // ACKs of 2xx we sent (the far side was ACKed already). The caller's ACK normally reaches
+    // the INVITE transaction (on_a_invite_event); if it comes here, the transaction is done too.
+    if (!from_b) release_invite();
+    return 200;
+  }
   auto request = std::make_shared<SipRequest>(irq, sip);
   BLeg* bridged = bridged_leg();
   if (method == sip_method_bye) {

@@ -48,6 +48,10 @@ class B2bCall {
   uint64_t id() const { return id_; }
   const std::string& call_id() const { return call_id_; }
   const SipRequestPtr& invite() const { return invite_; }
+  // The caller's INVITE as text once the message itself was released, else empty.
+  const std::string& invite_text() const { return invite_text_; }
+  // Drops the caller's INVITE transaction and message after the ACK (keeps a text copy).
+  void release_invite();
 
   // Creates the A dialog leg (our To tag, ACK/CANCEL binding). False if nta refused.
   bool accept_leg();
@@ -138,6 +142,12 @@ class B2bCall {
   uint64_t id_;
   SipRequestPtr invite_;       // the caller's INVITE server transaction
   std::string call_id_;        // A side Call-ID, for logs
+  // What the call still needs of the caller's INVITE once that message is released (after the
+  // ACK): our Contact toward the caller, the caller's tag (ng from-tag), and the INVITE as text
+  // for call:header().
+  std::string caller_tag_;
+  std::string caller_facing_host_;
+  std::string invite_text_;
   nta_leg_t* a_leg_ = nullptr;
   bool answered_ = false;      // A side got our 2xx
   bool finished_ = false;

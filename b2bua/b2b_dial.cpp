@@ -206,6 +206,7 @@ void B2bCall::b_answered(BLeg& leg, const sip_t* sip) {
   nta_leg_client_route(leg.leg, sip->sip_record_route, sip->sip_contact);
   send_ack(leg.leg);
   leg.answered = true;
+  leg.remote_tag = sip->sip_to && sip->sip_to->a_tag ? sip->sip_to->a_tag : "";
   if (answered_ || finished_ || caller_gone_) {
     // Another fork won, or the caller left while this 2xx was on its way.
     send_bye(leg.leg);
@@ -218,6 +219,11 @@ void B2bCall::b_answered(BLeg& leg, const sip_t* sip) {
   relay_response_to_caller(leg, sip);
   engine_.call_answered();
   log_info("call.answered").kv("call", id_).kv("call_id", call_id_).kv("target", leg.target);
+  // The INVITE client transaction holds our request and this 2xx (~4 KiB) for the whole call;
+  // once ACKed it has nothing more to do. nta does not touch it after this callback returns,
+  // and `sip` (its response) is not used past this point.
+  nta_outgoing_destroy(leg.invite);
+  leg.invite = nullptr;
 }
 
 void B2bCall::b_failed(BLeg& leg, int status, const char* phrase) {

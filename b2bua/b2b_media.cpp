@@ -28,10 +28,7 @@ std::string B2bCall::payload_of(const sip_t* sip) {
                                                               : std::string();
 }
 
-std::string B2bCall::caller_tag() const {
-  const sip_t* sip = invite_->sip();
-  return sip->sip_from && sip->sip_from->a_tag ? sip->sip_from->a_tag : "";
-}
+std::string B2bCall::caller_tag() const { return caller_tag_; }
 
 void B2bCall::media_request(const char* command, const std::string& from_tag, const std::string& to_tag,
                             const std::string& sdp, SdpDone done) {

@@ -193,8 +193,18 @@ int call_hangup(lua_State* L) {
 int call_header(lua_State* L) {
   CallEngine::Context& ctx = call_arg(L, engine_of(L));
   const char* name = luaL_checkstring(L, 2);
-  msg_t* msg = ctx.call->invite()->msg();
   const sip_t* sip = ctx.call->invite()->sip();
+  // After the ACK the INVITE message was released; parse its text copy again (rare path).
+  std::unique_ptr<msg_t, void (*)(msg_t*)> reparsed(nullptr, msg_destroy);
+  if (!sip) {
+    const std::string& text = ctx.call->invite_text();
+    reparsed.reset(msg_make(sip_default_mclass(), 0, text.data(), static_cast<isize_t>(text.size())));
+    sip = reparsed ? sip_object(reparsed.get()) : nullptr;
+    if (!sip) {
+      lua_pushnil(L);
+      return 1;
+    }
+  }
   isize_t namelen = 0;
   // The parser's lookup expects "Name:" as on the wire.
   std::string probe = std::string(name) + ":";
@@ -209,7 +219,6 @@ int call_header(lua_State* L) {
         return 1;
       }
   }
-  (void)msg;
   if (!h) {
     lua_pushnil(L);
     return 1;

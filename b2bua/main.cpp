@@ -27,6 +27,13 @@
 
 using namespace relais;
 
+// jemalloc settings (ignored when relais runs on glibc's malloc): freed pages go back to the
+// kernel within a second, by jemalloc's own purge thread, instead of waiting for the next burst
+// of allocations — a quiet server holding many calls otherwise keeps its setup-burst high-water
+// RSS (measured: 23 -> 20 KiB RSS per held call at 3,000 calls).
+extern "C" const char* malloc_conf;
+const char* malloc_conf = "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0";
+
 namespace {
 
 void print_help() {

@@ -1,7 +1,24 @@
 // metrics.cpp — counters as Prometheus text format 0.0.4.
 #include "metrics.hpp"
 
+#include <malloc.h>
+
+// jemalloc's control interface when relais is linked with it; null with glibc's malloc.
+extern "C" int mallctl(const char* name, void* oldp, size_t* oldlenp, void* newp, size_t newlen) __attribute__((weak));
+
 namespace relais {
+
+size_t heap_in_use_bytes() {
+  if (mallctl) {
+    uint64_t epoch = 1;
+    size_t len = sizeof epoch;
+    mallctl("epoch", &epoch, &len, &epoch, len);  // refresh jemalloc's cached statistics
+    size_t allocated = 0;
+    len = sizeof allocated;
+    if (mallctl("stats.allocated", &allocated, &len, nullptr, 0) == 0) return allocated;
+  }
+  return mallinfo2().uordblks;
+}
 
 namespace {
 
@@ -38,6 +55,8 @@ std::string render_metrics(const MetricsSnapshot& m) {
   out += "# HELP relais_sip_server_transactions Server transactions alive (including lingering)\n";
   out += "# TYPE relais_sip_server_transactions gauge\n";
   out += "relais_sip_server_transactions " + std::to_string(m.sip.server_transactions) + "\n";
+  out += "# HELP relais_heap_bytes Heap memory in use (allocated, not counting allocator caches)\n";
+  out += "# TYPE relais_heap_bytes gauge\nrelais_heap_bytes " + std::to_string(heap_in_use_bytes()) + "\n";
   out += "# HELP relais_uptime_seconds Seconds since start\n# TYPE relais_uptime_seconds gauge\n";
   out += "relais_uptime_seconds " + std::to_string(m.uptime_seconds) + "\n";
   out += "# HELP relais_info Build and node information\n# TYPE relais_info gauge\n";

@@ -64,6 +64,15 @@ SipRequest::~SipRequest() {
   if (msg_) msg_destroy(msg_);
 }
 
+void SipRequest::release_transaction() {
+  if (in_callback_ || !answered_) return;
+  if (irq_) nta_incoming_destroy(irq_);  // nta frees it when its timers are done
+  irq_ = nullptr;
+  if (msg_) msg_destroy(msg_);
+  msg_ = nullptr;
+  sip_ = nullptr;
+}
+
 std::string SipRequest::call_id() const {
   return sip_ && sip_->sip_call_id && sip_->sip_call_id->i_id ? sip_->sip_call_id->i_id : "";
 }

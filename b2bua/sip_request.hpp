@@ -41,6 +41,11 @@ class SipRequest {
   bool respond(int status, const char* phrase) { return respond(status, phrase, TAG_END()); }
   bool answered() const { return answered_; }
 
+  // Frees the server transaction and the request message once both have served (an INVITE
+  // after its ACK): the transaction lives in the message's memory, ~4 KiB a held call would
+  // otherwise keep. sip() and msg() are null afterwards; source() stays.
+  void release_transaction();
+
   // Within the leg callback nta destroys the transaction itself once we return the status;
   // outside it we must. SipStack flips this after the callback returns.
   void leave_callback() { in_callback_ = false; }

@@ -40,7 +40,9 @@ bool SipStack::start(const Config& cfg, std::string& error) {
   agent_ = nta_agent_create(loop_.root(), reinterpret_cast<url_string_t*>(-1), on_message,
                             reinterpret_cast<nta_agent_magic_t*>(this), NTATAG_STATELESS(1),
                             NTATAG_MAXSIZE(cfg.max_message_size),
-                            NTATAG_UA(0),
+                            // A B2BUA is a user agent on both sides: nta retransmits our 2xx
+                            // until the ACK and hands that ACK to the INVITE transaction.
+                            NTATAG_UA(1),
                             // RFC 3581: always answer to the source port, NATed phones need it.
                             NTATAG_SERVER_RPORT(2),
                             TAG_END());
