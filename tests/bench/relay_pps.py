@@ -40,7 +40,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -319,7 +318,8 @@ class Relay:
         self.logs.append(path)
         f = open(path, "w")
         life = int(self.args.budget) + 300
-        self.proc = spawn(["taskset", "-c", self.cpus, "timeout", "-k", "5", str(life)] + argv,
+        rt = ["chrt", "-f", str(self.args.rt)] if self.args.rt else []
+        self.proc = spawn(["taskset", "-c", self.cpus] + rt + ["timeout", "-k", "5", str(life)] + argv,
                           stdout=f, stderr=subprocess.STDOUT)
         f.close()
         self.pid = wrapped_pid(self.proc, binary_name)
@@ -468,50 +468,56 @@ def sched_ns(pid):
 
 
 def run_generator(args, flows, rate, seconds, relay):
-    """run rtp_load once against `flows`; sample relay CPU inside the measured window"""
+    """run rtp_load once against `flows`; it reads the relay's CPU itself at the start and the
+    end of its measured window (nothing else wakes up on the generator's core meanwhile)"""
     path = os.path.join(args.tmp, "flows.txt")
     with open(path, "w") as f:
         for src, dst in flows:
             f.write(f"{src} {dst}\n")
-    rate_per_flow = rate / len(flows)
-    burst = args.burst
+    relay_pid = relay.pid
     life = args.warmup + seconds + 0.5 + 15
     argv = ["taskset", "-c", str(args.gen_cpu), "timeout", "-k", "2", str(int(life)), args.load_bin,
             "--flows", path, "--rate", str(rate), "--warmup", str(args.warmup),
-            "--duration", str(seconds), "--tail", "0.2", "--drain", "0.3", "--burst", str(burst)]
-    p = spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    gen_pid = None
-    marks = {}
-    result = None
-    relay_pid = relay.pid
+            "--duration", str(seconds), "--tail", "0.2", "--drain", "0.3", "--burst", str(args.burst),
+            "--cpu-pid", str(relay_pid or 0)]
     drops0 = udp_drops(relay.port_lo, relay.port_hi) if relay.kind != "direct" else 0
-    for line in p.stdout:
-        line = line.strip()
-        if line in ("event=measure_start", "event=measure_end"):
-            if gen_pid is None:
-                gen_pid = wrapped_pid(p, "rtp_load", 0.5)
-            marks[line] = (time.monotonic(), cpu_ticks(relay_pid) if relay_pid else None,
-                           sched_ns(relay_pid) if relay_pid else None, all_ticks())
-        elif line.startswith("result "):
-            result = json.loads(line[7:])
-    err = p.stderr.read()
-    p.wait()
+    all0, t0 = all_ticks(), time.monotonic()
+    p = spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    gen_pid = wrapped_pid(p, "rtp_load", 2.0)
+    out, err = p.communicate()
+    all1, t1 = all_ticks(), time.monotonic()
     CHILDREN.remove(p)
+    result = None
+    for line in out.splitlines():
+        if line.startswith("result "):
+            result = json.loads(line[7:])
     if result is None:
         raise RuntimeError(f"rtp_load failed (rc {p.returncode}): {err.strip()}")
     drops = (udp_drops(relay.port_lo, relay.port_hi) - drops0) if relay.kind != "direct" else 0
-    (t0, c0, s0, all0), (t1, c1, s1, all1) = marks["event=measure_start"], marks["event=measure_end"]
-    wall = t1 - t0
-    cpu_s = (c1 - c0) / CLK_TCK if relay_pid else None
-    sched_s = (s1 - s0) / 1e9 if relay_pid else None
+    cpu_s = sched_s = None
+    if relay_pid:
+        c0, c1 = result["relay_cpu_ticks"]
+        s0, s1 = result["relay_sched_ns"]
+        if c0 < 0 or c1 < 0:
+            raise RuntimeError(f"{relay.name}: could not read its CPU time (exited?)")
+        cpu_s, sched_s = (c1 - c0) / CLK_TCK, (s1 - s0) / 1e9
+    # Other processes over the generator's whole run (read outside the measured window).
     skip = {os.getpid(), relay_pid, gen_pid, p.pid}
     if relay.proc is not None:
         skip.add(relay.proc.pid)
-    other = sum(max(0, v - all0.get(q, 0)) for q, v in all1.items() if q not in skip)
-    other_pct = 100.0 * other / CLK_TCK / wall
-    if relay_pid:  # the relay's own window is the one sampled here, not the generator's
-        result["window_s"] = result["window_s"] or wall
-    return Step(relay.name, rate, result, cpu_s, sched_s, other_pct, drops, seconds)
+    other = softirqd = 0
+    for q, v in all1.items():
+        if q in skip:
+            continue
+        d = max(0, v - all0.get(q, 0))
+        if proc_name(q).startswith("ksoftirqd"):
+            softirqd += d
+        else:
+            other += d
+    wall = t1 - t0
+    st = Step(relay.name, rate, result, cpu_s, sched_s, 100.0 * other / CLK_TCK / wall, drops, seconds)
+    st.softirqd_pct = 100.0 * softirqd / CLK_TCK / wall
+    return st
 
 
 def fmt_rate(r):
@@ -530,6 +536,12 @@ def describe(step, base_p50):
     extra = []
     if step.sched_s is not None and step.cpu_s is not None:
         extra.append(f"schedstat cpu={100 * step.sched_s / step.window:.1f}%")
+        w0, w1 = step.res["relay_runq_wait_ns"]
+        extra.append(f"relay runnable-but-waiting {(w1 - w0) / 1e6:.1f} ms")
+    if step.softirqd_pct > 2:
+        extra.append(f"ksoftirqd {step.softirqd_pct:.0f}% of a core")
+    if r["skipped_measured"]:
+        extra.append(f"generator preempted: {r['skipped_measured']} packets not sent")
     if step.socket_drops:
         extra.append(f"relay-socket drops={step.socket_drops}")
     if r["gen_drops"]:
@@ -548,10 +560,16 @@ def describe(step, base_p50):
         per_s = []
         tl = r["timeline"]
         for i in range(0, len(tl), 10):
-            tx = sum(t for t, _ in tl[i:i + 10])
-            rx = sum(x for _, x in tl[i:i + 10])
+            tx = sum(b[0] for b in tl[i:i + 10])
+            rx = sum(b[1] for b in tl[i:i + 10])
             per_s.append(f"{100.0 * (tx - rx) / tx:.1f}" if tx else "-")
         extra.append("loss% per second: " + " ".join(per_s))
+    if r["p99_us"] > 100 + base_p50:
+        slow = [b[2] for b in r["timeline"]]
+        total = sum(slow)
+        top = sorted(slow, reverse=True)[:max(1, len(slow) // 10)]
+        extra.append(f"packets > 200µs: {total} ({100.0 * total / max(1, r['rx']):.2f}%), "
+                     f"{100.0 * sum(top) / max(1, total):.0f}% of them in the worst 10% of 0.1-s bins")
     return s + ("\n" + " " * 19 + "; ".join(extra) if extra else "")
 
 
@@ -605,8 +623,11 @@ class Bench:
             st = self.step(relay, flows, rate, a.step_seconds)
             steps.append(st)
             if st.clean(max_loss):
+                prev = best
                 best = st
-                if st.gen_limited:
+                # The generator's ceiling: it fell short and got no further than the step before
+                # (a single short step is more often a preempted generator: go on).
+                if st.gen_limited and prev is not None and st.res["tx_pps"] <= 1.05 * prev.res["tx_pps"]:
                     break
             else:
                 first_bad = rate
@@ -689,6 +710,9 @@ def main():
     ap.add_argument("--budget", type=float, default=300.0, help="stop climbing after this many s")
     ap.add_argument("--wait-idle", type=float, default=600.0)
     ap.add_argument("--no-retry-noisy", action="store_true")
+    ap.add_argument("--rt", type=int, default=0, metavar="PRIO",
+                    help="run the relays SCHED_FIFO at this priority (chrt -f), so other processes "
+                         "on the relay's core cannot preempt it; default 0: normal scheduling")
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--relais-media", default=os.path.join(ROOT, "build", "relais-media"))
     ap.add_argument("--rtpengine", default=shutil.which("rtpengine") or "rtpengine")

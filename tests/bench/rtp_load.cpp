@@ -12,11 +12,14 @@
 // up is not counted; latency = stamp - embedded send time. SO_RXQ_OVFL reports drops on our
 // own sockets (not the relay's fault).
 //
-// Timeline on stdout: "event=measure_start" when the measured phase begins, "event=measure_end"
-// when it ends (the caller samples the relay's CPU between them), then one line "result {...}"
-// (JSON). Phases: --warmup s, --duration s (measured), --tail s (still sending, packets not
-// counted, so measured packets see the same load until they arrive), then --drain s receiving
-// only.
+// Phases: --warmup s, --duration s (measured), --tail s (still sending, packets not counted, so
+// measured packets see the same load until they arrive), then --drain s receiving only. With
+// --cpu-pid PID the CPU time of that process (utime+stime from /proc/PID/stat, in clock ticks,
+// and the scheduler's run time of all its threads, ns) is read here at the start and the end of
+// the measured phase, so no other process has to wake up on this core meanwhile.
+// Pacing: packets are due at --rate from the start; a generator that falls more than
+// --max-lag-ms behind (preempted) skips the missed packets instead of bursting them ("skipped").
+// Output on stdout: "event=measure_start", "event=measure_end", then "result {...}" (JSON).
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/epoll.h>
@@ -32,6 +35,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <dirent.h>
+
 #include <fstream>
 #include <map>
 #include <string>
@@ -86,12 +91,62 @@ double percentile(const std::vector<uint64_t>& hist, uint64_t total, double q) {
   return double(hist.size() - 1);
 }
 
+// utime+stime (clock ticks) of pid, the sum of its threads' run time and of their time spent
+// runnable but waiting for a CPU (ns, /proc/PID/task/*/schedstat); -1 if gone.
+void read_cpu(int pid, long long& ticks, long long& sched, long long& waited) {
+  ticks = sched = waited = -1;
+  if (pid <= 0) return;
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  FILE* f = fopen(path, "r");
+  if (!f) return;
+  char buf[2048];
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = 0;
+  char* p = strrchr(buf, ')');
+  if (!p) return;
+  // fields after the comm: state(3) ... utime(14) stime(15)
+  long long ut = 0, st = 0;
+  int field = 2;
+  for (char* tok = strtok(p + 1, " "); tok; tok = strtok(nullptr, " ")) {
+    ++field;
+    if (field == 14) ut = atoll(tok);
+    if (field == 15) {
+      st = atoll(tok);
+      break;
+    }
+  }
+  ticks = ut + st;
+  snprintf(path, sizeof path, "/proc/%d/task", pid);
+  DIR* d = opendir(path);
+  if (!d) return;
+  long long total = 0, wait_total = 0;
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    char sp[320];
+    snprintf(sp, sizeof sp, "/proc/%d/task/%s/schedstat", pid, e->d_name);
+    FILE* g = fopen(sp, "r");
+    if (!g) continue;
+    long long run = 0, wait = 0;
+    if (fscanf(g, "%lld %lld", &run, &wait) == 2) {
+      total += run;
+      wait_total += wait;
+    }
+    fclose(g);
+  }
+  closedir(d);
+  sched = total;
+  waited = wait_total;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string flows_path, address = "127.0.0.1";
   double rate = 50000, warmup = 1, duration = 5, tail = 0.2, drain = 0.2;
-  int burst = 1;
+  int burst = 1, cpu_pid = 0;
+  double max_lag_ms = 2;
   int rcvbuf = 1 << 20;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i], v = argv[i + 1];
@@ -104,6 +159,8 @@ int main(int argc, char** argv) {
     else if (a == "--drain") drain = atof(v.c_str());
     else if (a == "--burst") burst = std::max(1, atoi(v.c_str()));
     else if (a == "--rcvbuf") rcvbuf = atoi(v.c_str());
+    else if (a == "--cpu-pid") cpu_pid = atoi(v.c_str());
+    else if (a == "--max-lag-ms") max_lag_ms = atof(v.c_str());
     else {
       fprintf(stderr, "rtp_load: unknown option %s\n", a.c_str());
       return 2;
@@ -188,7 +245,8 @@ int main(int argc, char** argv) {
   double lat_sum_us = 0, lat_max_us = 0;
   uint64_t tx_total = 0, rx_total = 0, gen_drops = 0;
   const int64_t measure_ns = int64_t(duration * 1e9);
-  std::vector<uint64_t> bin_tx(size_t((measure_ns + kBinNs - 1) / kBinNs), 0), bin_rx(bin_tx.size(), 0);
+  std::vector<uint64_t> bin_tx(size_t((measure_ns + kBinNs - 1) / kBinNs), 0), bin_rx(bin_tx.size(), 0),
+      bin_slow(bin_tx.size(), 0);  // per bin: packets that took > 200 µs
 
   const int64_t t0 = now_ns(CLOCK_MONOTONIC);
   const int64_t t_measure = t0 + int64_t(warmup * 1e9);
@@ -202,6 +260,9 @@ int main(int argc, char** argv) {
   size_t next_flow = 0;
   int64_t last_rx = 0;
   int64_t actual_measure_start = 0, actual_measure_end = 0;
+  long long cpu0 = -1, cpu1 = -1, sched0 = -1, sched1 = -1, wait0 = -1, wait1 = -1;
+  uint64_t skipped = 0, skipped_measured = 0;
+  const uint64_t max_lag = std::max<uint64_t>(uint64_t(burst), uint64_t(rate * max_lag_ms / 1000.0));
 
   auto receive_all = [&](int64_t /*mono*/) {
     for (;;) {
@@ -262,9 +323,12 @@ int main(int argc, char** argv) {
             }
             ++flows[flow].rx_measured;
             int64_t rel = int64_t(sent_at) - real_measure;
-            if (rel >= 0 && rel < measure_ns) ++bin_rx[size_t(rel / kBinNs)];
             double us = double(stamp - int64_t(sent_at)) / 1000.0;
             if (us < 0) us = 0;
+            if (rel >= 0 && rel < measure_ns) {
+              ++bin_rx[size_t(rel / kBinNs)];
+              if (us > 200) ++bin_slow[size_t(rel / kBinNs)];
+            }
             size_t b = size_t(us);
             if (b >= kHistUs) {
               b = kHistUs;
@@ -287,6 +351,8 @@ int main(int argc, char** argv) {
     int64_t now = now_ns(CLOCK_MONOTONIC);
     if (!started && now >= t_measure) {
       started = true;
+      read_cpu(cpu_pid, cpu0, sched0, wait0);
+      now = now_ns(CLOCK_MONOTONIC);
       real_measure = now_ns(CLOCK_REALTIME);
       actual_measure_start = now;
       printf("event=measure_start\n");
@@ -295,6 +361,7 @@ int main(int argc, char** argv) {
     if (!ended && now >= t_tail) {
       ended = true;
       actual_measure_end = now;
+      read_cpu(cpu_pid, cpu1, sched1, wait1);
       printf("event=measure_end\n");
       fflush(stdout);
     }
@@ -302,6 +369,13 @@ int main(int argc, char** argv) {
     if (now < t_stop_send) {
       uint32_t phase = now < t_measure ? 0 : (now < t_tail ? 1 : 2);
       uint64_t due = uint64_t(double(now - t0) * per_ns);
+      if (due > sent + max_lag) {  // preempted: skip what is overdue rather than burst it
+        uint64_t skip = due - sent - max_lag;
+        skipped += skip;
+        if (phase == 1) skipped_measured += skip;
+        sent += skip;
+        next_flow = (next_flow + skip) % nflows;
+      }
       // At most 64 sends per turn, then look at the receive side.
       for (int k = 0; k < 64 && sent < due; ++k) {
         Flow& f = flows[next_flow];
@@ -361,7 +435,10 @@ int main(int argc, char** argv) {
   }
   double window = double(actual_measure_end - actual_measure_start) / 1e9;
   double loss = tx_measured ? 100.0 * (double(tx_measured) - double(std::min(rx_measured, tx_measured))) / double(tx_measured) : 100.0;
-  printf("result {\"offered_pps\": %.0f, \"window_s\": %.4f, \"tx\": %llu, \"rx\": %llu, "
+  printf("result {\"relay_cpu_ticks\": [%lld, %lld], \"relay_sched_ns\": [%lld, %lld], "
+         "\"relay_runq_wait_ns\": [%lld, %lld], \"skipped\": %llu, \"skipped_measured\": %llu, ",
+         cpu0, cpu1, sched0, sched1, wait0, wait1, (unsigned long long)skipped, (unsigned long long)skipped_measured);
+  printf("\"offered_pps\": %.0f, \"window_s\": %.4f, \"tx\": %llu, \"rx\": %llu, "
          "\"tx_pps\": %.1f, \"rx_pps\": %.1f, \"loss_pct\": %.4f, \"p50_us\": %.1f, \"p90_us\": %.1f, "
          "\"p99_us\": %.1f, \"p999_us\": %.1f, \"max_us\": %.1f, \"mean_us\": %.2f, \"late\": %llu, "
          "\"flows\": %zu, \"flows_lossy\": %llu, \"flows_dead\": %llu, \"gen_drops\": %llu, "
@@ -376,7 +453,8 @@ int main(int argc, char** argv) {
          (unsigned long long)send_errors, (unsigned long long)send_eagain, (unsigned long long)unknown,
          (unsigned long long)rx_other_phase, (unsigned long long)tx_total, (unsigned long long)rx_total);
   for (size_t i = 0; i < bin_tx.size(); ++i)
-    printf("%s[%llu, %llu]", i ? ", " : "", (unsigned long long)bin_tx[i], (unsigned long long)bin_rx[i]);
+    printf("%s[%llu, %llu, %llu]", i ? ", " : "", (unsigned long long)bin_tx[i], (unsigned long long)bin_rx[i],
+           (unsigned long long)bin_slow[i]);
   printf("]}\n");
   return 0;
 }
