@@ -59,10 +59,25 @@ const char* digest_algorithm_name(DigestAlgorithm alg) {
 }
 
 std::string digest_hash_hex(DigestAlgorithm alg, std::string_view data) {
+  // OpenSSL 3 looks the implementation up on every EVP_Digest() call; fetched once and with a
+  // reused context, a REGISTER's four hashes cost a fraction (callgrind, docs/decisions.md).
+  struct Hasher {
+    EVP_MD* md5 = EVP_MD_fetch(nullptr, "MD5", nullptr);
+    EVP_MD* sha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+    ~Hasher() {
+      EVP_MD_CTX_free(ctx);
+      EVP_MD_free(md5);
+      EVP_MD_free(sha256);
+    }
+  };
+  thread_local Hasher h;
   unsigned char out[EVP_MAX_MD_SIZE];
   unsigned len = 0;
-  const EVP_MD* md = alg == DigestAlgorithm::md5 ? EVP_md5() : EVP_sha256();
-  if (EVP_Digest(data.data(), data.size(), out, &len, md, nullptr) != 1) return {};
+  const EVP_MD* md = alg == DigestAlgorithm::md5 ? h.md5 : h.sha256;
+  if (!md || !h.ctx || EVP_DigestInit_ex2(h.ctx, md, nullptr) != 1 || EVP_DigestUpdate(h.ctx, data.data(), data.size()) != 1 ||
+      EVP_DigestFinal_ex(h.ctx, out, &len) != 1)
+    return {};
   return hex(out, len);
 }
 

@@ -147,8 +147,10 @@ void NgClient::on_ping(int, short, void* arg) {
 }
 
 void NgClient::set_up(bool up, const std::string& why) {
-  if (up == up_ && ever_answered_) return;
+  // One line per change of state (and one at start for a relay that never answers).
+  if (up == up_ && (ever_answered_ || down_logged_)) return;
   if (up) ever_answered_ = true;
+  if (!up) down_logged_ = true;
   up_ = up;
   if (up)
     log_info("media.relay_up").kv("ng", settings_.ng);

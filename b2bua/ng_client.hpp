@@ -68,6 +68,7 @@ class NgClient {
   TimeoutHandler timeout_handler_;
   bool up_ = true;
   bool ever_answered_ = false;
+  bool down_logged_ = false;
 };
 
 }  // namespace relais

@@ -8,6 +8,9 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+
+#include <openssl/evp.h>
 
 namespace relais {
 
@@ -28,6 +31,8 @@ std::string to_hex(const unsigned char* data, size_t len) {
 }
 }  // namespace
 
+void NonceIssuer::MdCtxFree::operator()(evp_md_ctx_st* c) const { EVP_MD_CTX_free(c); }
+
 NonceIssuer::NonceIssuer(std::string secret, int64_t ttl_seconds) : secret_(std::move(secret)), ttl_(ttl_seconds) {
   if (secret_.empty()) {
     // No configured secret: a random one per process. Nonces then only verify on this node
@@ -36,22 +41,48 @@ NonceIssuer::NonceIssuer(std::string secret, int64_t ttl_seconds) : secret_(std:
     RAND_bytes(random, sizeof random);
     secret_ = to_hex(random, sizeof random);
   }
+  RAND_bytes(reinterpret_cast<unsigned char*>(&counter_), sizeof counter_);
+  // RFC 2104: K' = H(K) if longer than the block, padded to 64 bytes; inner = H(K' ^ ipad || m),
+  // outer = H(K' ^ opad || inner).
+  unsigned char key[64] = {0};
+  if (secret_.size() > sizeof key) {
+    unsigned len = 0;
+    EVP_Digest(secret_.data(), secret_.size(), key, &len, EVP_sha256(), nullptr);
+  } else {
+    memcpy(key, secret_.data(), secret_.size());
+  }
+  unsigned char ipad[64], opad[64];
+  for (int i = 0; i < 64; ++i) {
+    ipad[i] = key[i] ^ 0x36;
+    opad[i] = key[i] ^ 0x5c;
+  }
+  inner_.reset(EVP_MD_CTX_new());
+  outer_.reset(EVP_MD_CTX_new());
+  scratch_.reset(EVP_MD_CTX_new());
+  EVP_DigestInit_ex(inner_.get(), EVP_sha256(), nullptr);
+  EVP_DigestUpdate(inner_.get(), ipad, sizeof ipad);
+  EVP_DigestInit_ex(outer_.get(), EVP_sha256(), nullptr);
+  EVP_DigestUpdate(outer_.get(), opad, sizeof opad);
 }
 
 std::string NonceIssuer::mac(std::string_view body) const {
-  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned char inner[EVP_MAX_MD_SIZE], out[EVP_MAX_MD_SIZE];
   unsigned len = 0;
-  HMAC(EVP_sha256(), secret_.data(), static_cast<int>(secret_.size()),
-       reinterpret_cast<const unsigned char*>(body.data()), body.size(), out, &len);
+  EVP_MD_CTX* c = scratch_.get();
+  EVP_MD_CTX_copy_ex(c, inner_.get());
+  EVP_DigestUpdate(c, body.data(), body.size());
+  EVP_DigestFinal_ex(c, inner, &len);
+  EVP_MD_CTX_copy_ex(c, outer_.get());
+  EVP_DigestUpdate(c, inner, len);
+  EVP_DigestFinal_ex(c, out, &len);
   return to_hex(out, kMacHex / 2);
 }
 
 std::string NonceIssuer::issue(int64_t now) const {
   char stamp[kStampHex + 1];
   snprintf(stamp, sizeof stamp, "%016llx", static_cast<unsigned long long>(now));
-  unsigned char random[kRandomHex / 2];
-  RAND_bytes(random, sizeof random);
-  std::string body = std::string(stamp) + to_hex(random, sizeof random);
+  uint64_t unique = ++counter_;
+  std::string body = std::string(stamp) + to_hex(reinterpret_cast<const unsigned char*>(&unique), sizeof unique);
   return body + mac(body);
 }
 

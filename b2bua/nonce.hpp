@@ -2,6 +2,9 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+
+struct evp_md_ctx_st;
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -25,6 +28,15 @@ class NonceIssuer {
   std::string mac(std::string_view body) const;
   std::string secret_;
   int64_t ttl_;
+  // HMAC-SHA256 with the key's inner and outer pads hashed once (RFC 2104): each nonce then
+  // costs two short hashes instead of a full HMAC set-up.
+  struct MdCtxFree {
+    void operator()(evp_md_ctx_st* c) const;
+  };
+  std::unique_ptr<evp_md_ctx_st, MdCtxFree> inner_, outer_, scratch_;
+  // Uniqueness, not secrecy: the MAC makes nonces unforgeable, a random-started counter makes
+  // each one distinct without asking the DRBG per challenge.
+  mutable uint64_t counter_ = 0;
 };
 
 // RFC 7616 §3.4: with qop, the server should check that nc increases for a nonce, which stops a

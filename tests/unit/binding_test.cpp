@@ -125,3 +125,25 @@ TEST_CASE("normalizing a binding set keeps the last binding of each key, ordered
   CHECK(set[1].contact == "second b");
   CHECK(set[2].key == "c");
 }
+
+TEST_CASE("binding JSON escapes quotes, backslashes and control bytes and keeps valid UTF-8") {
+  relais::Binding b;
+  b.contact = "sip:a@h";
+  b.key = "sip:a@h";
+  b.user_agent = std::string("Ph\"one\\ 2\n\x01\tend \xF0\x9F\x93\x9E caf\xC3\xA9");
+  b.attrs["n\"ote"] = "v\\1";
+  relais::Binding back;
+  REQUIRE(relais::binding_from_json(relais::binding_to_json(b), back));
+  CHECK(back.user_agent == b.user_agent);
+  CHECK(back.attrs == b.attrs);
+}
+
+TEST_CASE("binding JSON replaces overlong and surrogate UTF-8 sequences") {
+  relais::Binding b;
+  b.user_agent = "a\xC0\xAF" "b\xED\xA0\x80" "c\xF4\x90\x80\x80" "d";
+  relais::Binding back;
+  REQUIRE(relais::binding_from_json(relais::binding_to_json(b), back));
+  CHECK(back.user_agent.find('a') == 0);
+  CHECK(back.user_agent.find("\xEF\xBF\xBD") != std::string::npos);
+  CHECK(back.user_agent.back() == 'd');
+}
