@@ -8,16 +8,26 @@ extern "C" int mallctl(const char* name, void* oldp, size_t* oldlenp, void* newp
 
 namespace relais {
 
+namespace {
+size_t jemalloc_stat(const char* name) {
+  size_t value = 0, len = sizeof value;
+  return mallctl(name, &value, &len, nullptr, 0) == 0 ? value : 0;
+}
+}  // namespace
+
 size_t heap_in_use_bytes() {
   if (mallctl) {
     uint64_t epoch = 1;
     size_t len = sizeof epoch;
     mallctl("epoch", &epoch, &len, &epoch, len);  // refresh jemalloc's cached statistics
-    size_t allocated = 0;
-    len = sizeof allocated;
-    if (mallctl("stats.allocated", &allocated, &len, nullptr, 0) == 0) return allocated;
+    return jemalloc_stat("stats.allocated");
   }
   return mallinfo2().uordblks;
+}
+
+size_t heap_resident_bytes() {
+  if (mallctl) return jemalloc_stat("stats.resident");  // after heap_in_use_bytes' epoch
+  return mallinfo2().arena + mallinfo2().hblkhd;
 }
 
 namespace {
@@ -57,6 +67,8 @@ std::string render_metrics(const MetricsSnapshot& m) {
   out += "relais_sip_server_transactions " + std::to_string(m.sip.server_transactions) + "\n";
   out += "# HELP relais_heap_bytes Heap memory in use (allocated, not counting allocator caches)\n";
   out += "# TYPE relais_heap_bytes gauge\nrelais_heap_bytes " + std::to_string(heap_in_use_bytes()) + "\n";
+  out += "# HELP relais_heap_resident_bytes Memory the allocator holds in RAM (heap + its caches and fragmentation)\n";
+  out += "# TYPE relais_heap_resident_bytes gauge\nrelais_heap_resident_bytes " + std::to_string(heap_resident_bytes()) + "\n";
   out += "# HELP relais_uptime_seconds Seconds since start\n# TYPE relais_uptime_seconds gauge\n";
   out += "relais_uptime_seconds " + std::to_string(m.uptime_seconds) + "\n";
   out += "# HELP relais_info Build and node information\n# TYPE relais_info gauge\n";

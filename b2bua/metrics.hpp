@@ -23,5 +23,6 @@ std::string render_metrics(const MetricsSnapshot& m);
 
 // Bytes the process has allocated and not freed (jemalloc stats.allocated, or glibc mallinfo2).
 size_t heap_in_use_bytes();
+size_t heap_resident_bytes();
 
 }  // namespace relais
