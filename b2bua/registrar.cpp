@@ -4,6 +4,7 @@
 #include <sofia-sip/sip_header.h>
 #include <sofia-sip/sip_status.h>
 #include <sofia-sip/su_alloc.h>
+#include <sofia-sip/su_time.h>
 #include <strings.h>
 
 #include <algorithm>
@@ -258,17 +259,17 @@ void Registrar::answer_ok(const SipRequestPtr& request, const std::string& aor, 
     }
   }
   ++counters_.ok;
-  log_info(changed ? "register.ok" : "register.query").kv("aor", aor).kv("contacts", bindings.size())
-      .kv("src", request->source().to_string()).kv("call_id", request->call_id());
-  char date[64];
-  time_t t = static_cast<time_t>(now);
-  tm utc{};
-  gmtime_r(&t, &utc);
-  strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &utc);
+  // The key=value arguments cost string copies; skip them when the line is not written.
+  if (log_enabled(LogLevel::info))
+    log_info(changed ? "register.ok" : "register.query").kv("aor", aor).kv("contacts", bindings.size())
+        .kv("src", request->source().to_string()).kv("call_id", request->call_id());
+  // RFC 3261 §10.3 step 8: the 200 carries a Date. Built as a header object: no parsing.
+  sip_date_t date[1];
+  sip_date_init(date)->d_time = static_cast<sip_time_t>(now + SU_TIME_EPOCH);  // Sofia counts from 1900
   if (contacts.empty())
-    request->respond(SIP_200_OK, SIPTAG_DATE_STR(date), TAG_END());
+    request->respond(SIP_200_OK, SIPTAG_DATE(date), TAG_END());
   else
-    request->respond(SIP_200_OK, SIPTAG_CONTACT_STR(contacts.c_str()), SIPTAG_DATE_STR(date), TAG_END());
+    request->respond(SIP_200_OK, SIPTAG_CONTACT_STR(contacts.c_str()), SIPTAG_DATE(date), TAG_END());
 }
 
 void Registrar::answer_error(const SipRequestPtr& request, const std::string& aor, int status, const std::string& reason,
@@ -281,7 +282,8 @@ void Registrar::answer_error(const SipRequestPtr& request, const std::string& ao
 
 void Registrar::challenge(const SipRequestPtr& request, bool stale, const std::string& aor, const std::string& why) {
   ++counters_.challenged;
-  log_debug("register.challenge").kv("aor", aor).kv("stale", stale ? "true" : "false").kv("why", why)
+  if (log_enabled(LogLevel::debug))
+    log_debug("register.challenge").kv("aor", aor).kv("stale", stale ? "true" : "false").kv("why", why)
       .kv("call_id", request->call_id());
   std::vector<std::string> headers = auth_.challenges(unix_now(), stale, aor.substr(0, aor.find('@')));
   // One WWW-Authenticate per algorithm (RFC 8760 §2.4), most preferred first.

@@ -6,6 +6,7 @@
 #include <sofia-sip/msg_addr.h>
 #include <sofia-sip/nta_stateless.h>
 #include <sofia-sip/sip_header.h>
+#include <sofia-sip/su_alloc.h>
 #include <sofia-sip/su_tagarg.h>
 
 #include "log.hpp"
@@ -81,6 +82,15 @@ const char* SipRequest::method_name() const {
   return sip_ && sip_->sip_request ? sip_->sip_request->rq_method_name : "?";
 }
 
+namespace {
+// Parsed once: a *_STR tag would be parsed again for every response.
+const sip_server_t* server_header() {
+  static su_home_t home[1] = {SU_HOME_INIT(home)};
+  static const sip_server_t* server = sip_server_make(home, "relais/" RELAIS_VERSION);
+  return server;
+}
+}  // namespace
+
 bool SipRequest::respond(int status, const char* phrase, tag_type_t tag, tag_value_t value, ...) {
   if (answered_) return false;
   if (status >= 200) {
@@ -90,10 +100,10 @@ bool SipRequest::respond(int status, const char* phrase, tag_type_t tag, tag_val
   ta_list ta;
   ta_start(ta, tag, value);
   if (irq_) {
-    nta_incoming_treply(irq_, status, stable_phrase(phrase), SIPTAG_SERVER_STR("relais/" RELAIS_VERSION), ta_tags(ta));
+    nta_incoming_treply(irq_, status, stable_phrase(phrase), SIPTAG_SERVER(server_header()), ta_tags(ta));
   } else if (agent_ && msg_) {
     // nta_msg_treply consumes a reference; ours keeps `sip_` valid until we are destroyed.
-    nta_msg_treply(agent_, msg_ref_create(msg_), status, stable_phrase(phrase), SIPTAG_SERVER_STR("relais/" RELAIS_VERSION),
+    nta_msg_treply(agent_, msg_ref_create(msg_), status, stable_phrase(phrase), SIPTAG_SERVER(server_header()),
                    ta_tags(ta));
   }
   ta_end(ta);
