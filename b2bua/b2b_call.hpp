@@ -121,7 +121,6 @@ class B2bCall {
   void media_delete();
   std::string caller_tag() const;
   static std::string payload_of(const sip_t* sip);
-  struct Deferred1xx2xx;
   void relay_response_to_caller(BLeg& leg, const sip_t* sip);
 
   // B side (b2b_dial.cpp)

@@ -376,9 +376,9 @@ void CallEngine::on_deferred(int, short, void* arg) {
   d->engine->loop_.kick();
 }
 
-uint64_t CallEngine::sleep(uint64_t call_id, double seconds) {
+void CallEngine::sleep(uint64_t call_id, double seconds) {
   Context* ctx = context_of(call_id);
-  if (!ctx) return 0;
+  if (!ctx) return;
   if (ctx->timer) event_free(ctx->timer);
   // The timer is freed with the context (finish), so the raw pointer cannot dangle.
   ctx->timer = evtimer_new(
@@ -391,7 +391,6 @@ uint64_t CallEngine::sleep(uint64_t call_id, double seconds) {
   long usec = static_cast<long>(seconds * 1e6);
   timeval tv{usec / 1000000, usec % 1000000};
   evtimer_add(ctx->timer, &tv);
-  return call_id;
 }
 
 void CallEngine::finish_later(uint64_t call_id) {

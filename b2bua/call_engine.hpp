@@ -74,7 +74,7 @@ class CallEngine {
   void lookup_contacts(const std::string& aor_or_user, std::function<void(const std::string&, std::vector<std::string>)> done);
   // Resumes the call's coroutine from the loop (never from inside the verb that yielded).
   void resume_later(uint64_t call_id, std::function<int(lua_State* co)> push_results);
-  uint64_t sleep(uint64_t call_id, double seconds);
+  void sleep(uint64_t call_id, double seconds);
 
  private:
   void start_call(const SipRequestPtr& request, const std::string& auth_user, const std::string& from_trunk = "");

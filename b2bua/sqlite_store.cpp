@@ -6,6 +6,7 @@
 #include <event2/event.h>
 
 #include <algorithm>
+#include <chrono>
 #include <ctime>
 #include <filesystem>
 
@@ -15,10 +16,13 @@ namespace {
 
 constexpr int kSchemaVersion = 1;
 constexpr int kPurgeIntervalMs = 30'000;
-// A flush runs on the SIP loop: rather than stall it behind another process holding the write
-// lock (an admin shell, a backup), give up quickly and retry on the next timer.
-constexpr int kBusyTimeoutMs = 100;
+// Only the writer thread waits for another process holding the write lock (an admin shell, a
+// backup); flush() at shutdown waits for one such attempt, so keep it short of a second.
+constexpr int kBusyTimeoutMs = 1000;
 constexpr int kRetryMinMs = 1000;
+constexpr int kRetryMaxMs = 30'000;
+// flush() blocks its caller (shutdown, --add-user): bound it even if the disk hangs.
+constexpr auto kFlushWait = std::chrono::seconds(10);
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE bindings (
@@ -102,7 +106,8 @@ bool SqliteStore::init(const StoreSettings& settings, event_base* loop, std::str
   sqlite3_busy_timeout(db_.get(), kBusyTimeoutMs);
   // WAL + synchronous=NORMAL: a commit is one sequential append without fsync; a power cut can
   // lose the last flushes but never corrupts the file, and the write-behind already accepts that
-  // window. journal_mode answers with a row, hence exec rather than a prepared step.
+  // window. The WAL auto-checkpoint (default 1000 pages) does fsync, but it runs inside a commit,
+  // so on the writer thread. journal_mode answers with a row, hence exec rather than a step.
   if (sqlite3_exec(db_.get(), "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", nullptr,
                    nullptr, nullptr) != SQLITE_OK) {
     error = sqlite3_errmsg(db_.get());
@@ -121,6 +126,9 @@ bool SqliteStore::init(const StoreSettings& settings, event_base* loop, std::str
     timeval tv = ms_to_timeval(kPurgeIntervalMs);
     evtimer_add(purge_timer_.get(), &tv);
   }
+  // From here on the connection belongs to the writer; the thread start orders everything above
+  // before its first use there.
+  writer_ = std::thread(&SqliteStore::writer_main, this);
   return true;
 }
 
@@ -233,7 +241,14 @@ SqliteStore::~SqliteStore() {
   // Timers first: a destroyed store must never be called back, even if the flush fails.
   flush_timer_.reset();
   purge_timer_.reset();
-  if (db_) flush();
+  if (!writer_.joinable()) return;  // open() failed before the writer started
+  flush();
+  {
+    std::lock_guard lock(mutex_);
+    stop_ = true;
+  }
+  work_cv_.notify_one();
+  writer_.join();
 }
 
 void SqliteStore::lookup(const std::string& aor, int64_t now, LookupDone done) {
@@ -275,10 +290,29 @@ void SqliteStore::put_user(const UserRecord& user, SaveDone done) {
   done({});
 }
 
+size_t SqliteStore::queued_changes() const {
+  std::lock_guard lock(mutex_);
+  return dirty_aors_.size() + dirty_users_.size() + pending_.size() + writing_changes_;
+}
+
 void SqliteStore::flush() {
-  if (queued_changes() == 0) return;
-  std::string error;
-  if (!write_queued(error)) report("store.flush_failed", error);
+  hand_off();
+  std::unique_lock lock(mutex_);
+  uint64_t target;
+  if (!pending_.empty()) {
+    target = ++handed_;  // a new number, so a writer backing off after a failure tries again now
+  } else if (writing_) {
+    target = handed_;  // nothing queued since the writer took its batch
+  } else {
+    return;
+  }
+  urgent_ = target;
+  work_cv_.notify_one();
+  if (done_cv_.wait_for(lock, kFlushWait, [&] { return attempted_ >= target; })) return;
+  size_t left = pending_.size() + writing_changes_;
+  lock.unlock();
+  log_error("store.flush_timeout").kv("backend", "sqlite").kv("queued", left)
+      .kv("wait_s", static_cast<long>(kFlushWait.count()));
 }
 
 void SqliteStore::queue_changed() {
@@ -295,7 +329,100 @@ void SqliteStore::arm_flush_timer(int delay_ms) {
   flush_armed_ = true;
 }
 
-bool SqliteStore::write_queued(std::string& error) {
+void SqliteStore::hand_off() {
+  if (dirty_aors_.empty() && dirty_users_.empty()) return;
+  // Copies, not JSON: serializing is most of the cost of a write and now runs on the writer.
+  Batch batch;
+  for (const std::string& aor : dirty_aors_) {
+    auto it = bindings_.find(aor);
+    batch.aors.emplace(aor, it == bindings_.end() ? std::vector<Binding>{} : it->second);
+  }
+  for (const UserKey& k : dirty_users_) {
+    if (auto it = users_.find(k); it != users_.end()) batch.users.emplace(k, it->second);
+  }
+  dirty_aors_.clear();
+  dirty_users_.clear();
+  enqueue(std::move(batch));
+}
+
+void SqliteStore::enqueue(Batch batch) {
+  {
+    std::lock_guard lock(mutex_);
+    batch.merge_older(std::move(pending_));
+    pending_ = std::move(batch);
+    ++handed_;
+  }
+  work_cv_.notify_one();
+}
+
+void SqliteStore::Batch::merge_older(Batch&& older) {
+  aors.merge(older.aors);  // std::map::merge keeps ours where both have the key
+  users.merge(older.users);
+  purge_before = std::max(purge_before, older.purge_before);
+}
+
+void SqliteStore::writer_main() {
+  int backoff_ms = 0;  // non-zero while writes fail
+  int failures = 0;
+  std::string last_error;
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    work_cv_.wait(lock, [&] { return stop_ || !pending_.empty(); });
+    if (backoff_ms > 0) {
+      work_cv_.wait_for(lock, std::chrono::milliseconds(backoff_ms),
+                        [&] { return stop_ || urgent_ > attempted_; });
+    }
+    if (stop_) break;
+    Batch batch = std::move(pending_);
+    pending_ = Batch{};
+    uint64_t seq = handed_;
+    writing_ = true;
+    writing_changes_ = batch.size();
+    lock.unlock();
+
+    std::string error;
+    bool ok = write_batch(batch, error);
+
+    lock.lock();
+    if (!ok) pending_.merge_older(std::move(batch));  // newer hand-offs win per AoR and user
+    writing_ = false;
+    writing_changes_ = 0;
+    attempted_ = seq;
+    done_cv_.notify_all();
+    lock.unlock();
+    if (ok) {
+      if (failures > 0) {
+        log_notice("store.flush_recovered").kv("backend", "sqlite").kv("failures", failures);
+      }
+      backoff_ms = 0;
+      failures = 0;
+      last_error.clear();
+    } else {
+      // One line per failure streak (or when the reason changes), not one per retry.
+      if (failures == 0 || error != last_error) report("store.flush_failed", error);
+      ++failures;
+      last_error = error;
+      backoff_ms = std::min(kRetryMaxMs, std::max({backoff_ms * 2, flush_ms_, kRetryMinMs}));
+    }
+    lock.lock();
+  }
+  size_t left = pending_.size();
+  lock.unlock();
+  if (left > 0) {
+    log_error("store.unsaved").kv("backend", "sqlite").kv("changes", left).kv("error", last_error);
+  }
+  // Closing checkpoints the WAL: that too stays off the caller's thread.
+  begin_.reset();
+  commit_.reset();
+  rollback_.reset();
+  delete_aor_.reset();
+  insert_binding_.reset();
+  upsert_user_.reset();
+  purge_.reset();
+  db_.reset();
+}
+
+bool SqliteStore::write_batch(const Batch& batch, std::string& error) {
   sqlite3* db = db_.get();
   auto fail = [&] {
     error = sqlite3_errmsg(db);
@@ -303,12 +430,10 @@ bool SqliteStore::write_queued(std::string& error) {
     return false;
   };
   if (!run(begin_.get())) return fail();
-  for (const std::string& aor : dirty_aors_) {
+  for (const auto& [aor, set] : batch.aors) {
     bind_text(delete_aor_.get(), 1, aor);
     if (!run(delete_aor_.get())) return fail();
-    auto it = bindings_.find(aor);
-    if (it == bindings_.end()) continue;
-    for (const Binding& b : it->second) {
+    for (const Binding& b : set) {
       sqlite3_stmt* s = insert_binding_.get();
       bind_text(s, 1, aor);
       bind_text(s, 2, b.key);
@@ -317,19 +442,20 @@ bool SqliteStore::write_queued(std::string& error) {
       if (!run(s)) return fail();
     }
   }
-  for (const UserKey& k : dirty_users_) {
-    auto it = users_.find(k);
-    if (it == users_.end()) continue;
+  for (const auto& [k, u] : batch.users) {
     sqlite3_stmt* s = upsert_user_.get();
-    bind_text(s, 1, it->second.user);
-    bind_text(s, 2, it->second.domain);
-    bind_text(s, 3, it->second.ha1_md5);
-    bind_text(s, 4, it->second.ha1_sha256);
+    bind_text(s, 1, u.user);
+    bind_text(s, 2, u.domain);
+    bind_text(s, 3, u.ha1_md5);
+    bind_text(s, 4, u.ha1_sha256);
     if (!run(s)) return fail();
   }
+  // After the rows: an expired binding in this same batch goes too.
+  if (batch.purge_before > 0) {
+    sqlite3_bind_int64(purge_.get(), 1, batch.purge_before);
+    if (!run(purge_.get())) return fail();
+  }
   if (!run(commit_.get())) return fail();
-  dirty_aors_.clear();
-  dirty_users_.clear();
   return true;
 }
 
@@ -339,20 +465,16 @@ void SqliteStore::purge_expired(int64_t now) {
     std::erase_if(set, [now](const Binding& b) { return b.expires_at <= now; });
     it = set.empty() ? bindings_.erase(it) : std::next(it);
   }
-  sqlite3_bind_int64(purge_.get(), 1, now);
-  // Failure is harmless: expired rows are skipped at load and retried at the next purge.
-  if (!run(purge_.get())) report("store.purge_failed", sqlite3_errmsg(db_.get()));
+  // Joins whatever is queued; write_batch() runs it after that batch's rows.
+  Batch purge;
+  purge.purge_before = now;
+  enqueue(std::move(purge));
 }
 
 void SqliteStore::on_flush_timer(int, short, void* self) {
   auto* store = static_cast<SqliteStore*>(self);
   store->flush_armed_ = false;
-  if (store->queued_changes() == 0) return;
-  std::string error;
-  if (!store->write_queued(error)) {
-    report("store.flush_failed", error);
-    store->arm_flush_timer(std::max(store->flush_ms_, kRetryMinMs));
-  }
+  store->hand_off();
 }
 
 void SqliteStore::on_purge_timer(int, short, void* self) {

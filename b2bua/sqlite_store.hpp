@@ -2,17 +2,22 @@
 //
 // At open every unexpired binding and every user is loaded into memory; that copy is
 // authoritative for this node, so lookups and writes complete synchronously, inside the call.
-// Changes are queued and written in one transaction per flush interval (write-behind), on a
-// libevent timer of the loop given to open(). Single-threaded: use it from the loop thread only,
-// and destroy it before the event_base.
+// Changes are batched on a libevent timer of the loop given to open() (write-behind) and handed
+// to one writer thread owned by the store, which alone uses the SQLite connection after open:
+// commits, WAL checkpoints and their fdatasync stay off the SIP loop. Not otherwise
+// thread-safe: call it from the loop thread only, and destroy it before the event_base.
 #pragma once
 
 #include <sqlite3.h>
 
+#include <condition_variable>
+#include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <utility>
 
@@ -28,7 +33,7 @@ class SqliteStore final : public LocationStore {
   // `loop` there is no timer: every change is written before the call returns.
   static std::unique_ptr<SqliteStore> open(const StoreSettings& settings, event_base* loop,
                                            std::string& error);
-  ~SqliteStore() override;  // flushes
+  ~SqliteStore() override;  // flushes, then stops the writer
 
   SqliteStore(const SqliteStore&) = delete;
   SqliteStore& operator=(const SqliteStore&) = delete;
@@ -38,12 +43,16 @@ class SqliteStore final : public LocationStore {
   void replace(const std::string& aor, std::vector<Binding> bindings, SaveDone done) override;
   void find_user(const std::string& user, const std::string& domain, UserDone done) override;
   void put_user(const UserRecord& user, SaveDone done) override;
+  // Hands every change to the writer and returns once it has made one attempt to commit them
+  // all (at most 10 s). A failed attempt leaves them queued; the writer retries.
   void flush() override;
 
-  // Drops bindings expired at `now` from memory and file; runs on its own timer too.
+  // Drops bindings expired at `now` from memory at once and from the file in the writer's next
+  // transaction (flush() to wait for it); runs on its own timer too.
   void purge_expired(int64_t now);
-  // Number of AoRs and users waiting to be written (tests, metrics).
-  size_t queued_changes() const { return dirty_aors_.size() + dirty_users_.size(); }
+  // AoRs and users changed but not yet committed, counted once per stage (loop, queue, being
+  // written): an AoR changed again while its previous version is written counts twice.
+  size_t queued_changes() const;
 
  private:
   struct DbClose {
@@ -60,30 +69,58 @@ class SqliteStore final : public LocationStore {
   using Timer = std::unique_ptr<event, EventFree>;
   using UserKey = std::pair<std::string, std::string>;  // user, domain
 
+  // Copies of what changed, handed from the loop to the writer. An empty binding set deletes
+  // the AoR. Merging keeps the newer entry of a key.
+  struct Batch {
+    std::map<std::string, std::vector<Binding>> aors;
+    std::map<UserKey, UserRecord> users;
+    int64_t purge_before = 0;  // 0: no purge
+    size_t size() const { return aors.size() + users.size(); }
+    bool empty() const { return size() == 0 && purge_before == 0; }
+    void merge_older(Batch&& older);
+  };
+
   SqliteStore() = default;
   bool init(const StoreSettings& settings, event_base* loop, std::string& error);
   bool migrate(std::string& error);
   bool prepare(std::string& error);
   bool load(int64_t now, std::string& error);
   void queue_changed();
-  // Writes every queued change in one transaction; false (and data still queued) on error.
-  bool write_queued(std::string& error);
+  // Loop thread: copies the dirty AoRs and users into a batch for the writer.
+  void hand_off();
+  void enqueue(Batch batch);
+  // Writer thread only after start-up.
+  void writer_main();
+  bool write_batch(const Batch& batch, std::string& error);
   void arm_flush_timer(int delay_ms);
   static void on_flush_timer(int fd, short what, void* self);
   static void on_purge_timer(int fd, short what, void* self);
 
   std::string path_;
   int flush_ms_ = 200;
+  // Used by the caller of open() until the writer starts, then by the writer alone.
   // Declaration order matters: statements are finalized before the handle closes.
   Db db_;
   Stmt begin_, commit_, rollback_, delete_aor_, insert_binding_, upsert_user_, purge_;
   Timer flush_timer_, purge_timer_;
   bool flush_armed_ = false;
 
+  // Loop thread only.
   std::unordered_map<std::string, std::vector<Binding>> bindings_;  // sorted by key
   std::map<UserKey, UserRecord> users_;
   std::set<std::string> dirty_aors_;
   std::set<UserKey> dirty_users_;
+
+  // Shared with the writer, under mutex_. Hand-offs are numbered; flush() waits until the writer
+  // has attempted the one it made (attempted_), and sets urgent_ to cut a retry backoff short.
+  mutable std::mutex mutex_;
+  std::condition_variable work_cv_, done_cv_;
+  Batch pending_;
+  uint64_t handed_ = 0, attempted_ = 0, urgent_ = 0;
+  bool writing_ = false;
+  size_t writing_changes_ = 0;
+  bool stop_ = false;
+  std::thread writer_;  // last: started once everything above exists
 };
 
 }  // namespace relais
