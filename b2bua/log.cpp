@@ -5,18 +5,20 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 
 namespace relais {
 
 namespace {
-LogLevel g_level = LogLevel::info;
+// Read by the SQLite writer and relais-media's workers while SIGHUP may change it.
+std::atomic<LogLevel> g_level{LogLevel::info};
 constexpr const char* kLevelNames[] = {"debug", "info", "warn", "error"};
 constexpr size_t kMaxValue = 256;  // a value from the network is clipped; the line stays readable
 }  // namespace
 
-void set_log_level(LogLevel level) { g_level = level; }
-bool log_enabled(LogLevel level) { return level >= g_level; }
+void set_log_level(LogLevel level) { g_level.store(level, std::memory_order_relaxed); }
+bool log_enabled(LogLevel level) { return level >= g_level.load(std::memory_order_relaxed); }
 
 bool parse_log_level(std::string_view text, LogLevel& out) {
   for (int i = 0; i < 4; ++i) {

@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -462,7 +463,62 @@ TEST_CASE("the sqlite store purges expired bindings from memory and file") {
   f.store->purge_expired(now + 10);
   CHECK(lookup(f.loop, *f.store, "short@example.com", now)->bindings.empty());
   CHECK(lookup(f.loop, *f.store, "long@example.com", now)->bindings.size() == 1);
+  f.store->flush();  // the file side of a purge is the writer's
   CHECK(count_rows(f.path, kCountBindings) == 1);
+}
+
+TEST_CASE("the sqlite store flush returns only once the writer committed everything queued") {
+  SqliteFile f(60'000);
+  for (int i = 0; i < 2000; ++i) {
+    replace(f.loop, *f.store, std::to_string(i) + "@example.com",
+            {make_binding("10.0.0.5", now_s() + 600), make_binding("10.0.0.6", now_s() + 600)});
+  }
+  put_user(f.loop, *f.store, UserRecord{"100", "example.com", "aa", "bb"});
+  f.store->flush();
+  CHECK(f.store->queued_changes() == 0);
+  CHECK(count_rows(f.path, kCountBindings) == 4000);
+  CHECK(count_rows(f.path, "SELECT count(*) FROM users") == 1);
+  f.store->flush();  // nothing queued: returns at once
+}
+
+TEST_CASE("a blocked sqlite write holds up neither the loop nor lookups, and is retried") {
+  SqliteFile f(20);
+  sqlite3* other = nullptr;
+  REQUIRE(sqlite3_open(f.path.c_str(), &other) == SQLITE_OK);
+  std::unique_ptr<sqlite3, decltype(&sqlite3_close_v2)> guard(other, &sqlite3_close_v2);
+  REQUIRE(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
+
+  // Keep changing one AoR while the writer waits on the lock: the flush timer keeps handing
+  // batches over, and no loop turn may wait for the writer.
+  int version = 0;
+  auto longest = std::chrono::steady_clock::duration::zero();
+  auto last = std::chrono::steady_clock::now();
+  f.loop.run_until(
+      [&] {
+        auto t = std::chrono::steady_clock::now();
+        longest = std::max(longest, t - last);
+        last = t;
+        Binding b = make_binding("10.0.0.5", now_s() + 600);
+        b.cseq = ++version;
+        replace(f.loop, *f.store, "100@example.com", {b});
+        replace(f.loop, *f.store, std::to_string(version % 10) + "@example.com", {b});
+        CHECK(lookup(f.loop, *f.store, "100@example.com")->bindings.at(0).cseq == version);
+        return false;
+      },
+      1500ms);
+  CHECK(longest < 300ms);  // a write waits up to its 1 s busy timeout
+  CHECK(f.store->queued_changes() > 0);
+  CHECK(count_rows(f.path, kCountBindings) == 0);
+
+  REQUIRE(sqlite3_exec(other, "COMMIT", nullptr, nullptr, nullptr) == SQLITE_OK);
+  // No flush(): the writer retries on its own after its backoff.
+  REQUIRE(f.loop.run_until([&] { return f.store->queued_changes() == 0; }, 10'000ms));
+  CHECK(count_rows(f.path, kCountBindings) == 11);
+  f.store.reset();
+  f.open(60'000);
+  auto r = lookup(f.loop, *f.store, "100@example.com");
+  REQUIRE(r->bindings.size() == 1);
+  CHECK(r->bindings[0].cseq == version);  // the newest hand-off won over the failed ones
 }
 
 TEST_CASE("the sqlite store without an event loop writes every change through") {
