@@ -68,6 +68,8 @@ class Relay:
             h.require_tool("rtpengine")
             argv = ["rtpengine", "--table=-1", "-f", "-E", "--listen-ng=127.0.0.1:%d" % self.ng_port,
                     "--interface=127.0.0.1", "--port-min=%d" % lo, "--port-max=%d" % hi, "--num-threads=1",
+                    # Its CLI port defaults to 2224: another rtpengine on the machine would clash.
+                    "--listen-cli=127.0.0.1:%d" % h.free_port(udp=False),
                     "--log-level=6", "--delete-delay=0"]
         else:
             binary = os.environ.get("RELAIS_MEDIA_BIN") or os.path.join(os.path.dirname(h.relais_bin()), "relais-media")

@@ -1,0 +1,92 @@
+"""free_ports.py — free ports on 127.0.0.1 (and ::1) for the processes of the integration
+tests: single ports for UDP and TCP, sipp media port pairs, relay port ranges, and a check of
+whether a UDP port is bound yet (from /proc, without racing the process about to take it).
+"""
+
+import socket
+
+from harness_core import log
+from sip_uac import fail
+
+
+def _bindable(family, kind, host, port):
+    s = socket.socket(family, kind)
+    try:
+        if kind == socket.SOCK_STREAM:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((host, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def ipv6_available():
+    """True when a UDP socket can bind [::1]; the reason is printed when it cannot."""
+    if not socket.has_ipv6:
+        log("ipv6 unavailable: python built without IPv6")
+        return False
+    try:
+        s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        s.bind(("::1", 0))
+        s.close()
+        return True
+    except OSError as e:
+        log("ipv6 unavailable: cannot bind [::1]: %s" % e)
+        return False
+
+
+def free_port(host="127.0.0.1", udp=True, tcp=True, also_ipv6=False):
+    """A port free for both UDP and TCP on host (and on ::1 when asked). Bounded retries."""
+    for _ in range(200):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM)
+        s.bind((host, 0))
+        port = s.getsockname()[1]
+        s.close()
+        ok = True
+        if udp and not _bindable(socket.AF_INET, socket.SOCK_DGRAM, host, port):
+            ok = False
+        if tcp and not _bindable(socket.AF_INET, socket.SOCK_STREAM, host, port):
+            ok = False
+        if ok and also_ipv6:
+            ok = _bindable(socket.AF_INET6, socket.SOCK_DGRAM, "::1", port) and \
+                 _bindable(socket.AF_INET6, socket.SOCK_STREAM, "::1", port)
+        if ok:
+            return port
+    fail("no free port found after 200 tries")
+
+
+def free_media_port():
+    """A UDP port p with p and p+2 free (sipp -mp binds the audio port and the one two above)."""
+    for _ in range(100):
+        p = free_port(tcp=False)
+        if p < 65530 and _bindable(socket.AF_INET, socket.SOCK_DGRAM, "127.0.0.1", p + 2):
+            return p
+    fail("no free media port pair found")
+
+
+def free_port_range(count, host="127.0.0.1"):
+    """A run of `count` consecutive UDP ports (even start) that are free now, in 20000-59999."""
+    import random
+    for _ in range(200):
+        start = random.randrange(20000, 60000 - count) & ~1
+        if all(_bindable(socket.AF_INET, socket.SOCK_DGRAM, host, p) for p in range(start, start + count)):
+            return start, start + count - 1
+    fail("no free UDP port range of %d found" % count)
+
+
+def udp_port_bound(port, host="127.0.0.1"):
+    """True when some process has a UDP socket bound to host:port (read from /proc, no bind
+    race with the process that is about to take it)."""
+    want = "%s:%04X" % ("".join("%02X" % int(b) for b in reversed(host.split("."))), port)
+    try:
+        with open("/proc/net/udp") as f:
+            next(f)
+            for line in f:
+                local = line.split()[1]
+                if local == want or local == "00000000:%04X" % port:
+                    return True
+    except OSError:
+        pass
+    return False
