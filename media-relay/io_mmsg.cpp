@@ -1,6 +1,7 @@
 // io_mmsg.cpp — recvmmsg/sendmmsg backend. Level-triggered epoll: a socket that still holds
-// packets after its share of a batch is reported again by the next epoll_wait, so one busy
-// port cannot starve the others beyond one batch.
+// packets after its share (32) is reported again by the next epoll_wait, so one busy port
+// cannot starve the others. One epoll_wait's ready list is consumed one socket per
+// recv_batch, so each socket's packets are forwarded as soon as they are read.
 #include "io_mmsg.hpp"
 
 #include <unistd.h>
@@ -34,6 +35,17 @@ MmsgIo::MmsgIo(int wake_fd, size_t batch)
   ev.data.u64 = kWakeToken;
   if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wake_fd, &ev) != 0)
     throw std::runtime_error(std::string("epoll_ctl(wake): ") + strerror(errno));
+  // Receive headers are fixed per slot (ring buffer, address slot); recvmmsg only rewrites
+  // msg_namelen, msg_flags and msg_len, so a receive resets msg_namelen alone.
+  for (size_t i = 0; i < batch; ++i) {
+    rx_iov_[i] = {ring_[i].data(), kPacketBufSize};
+    msghdr& h = rx_[i].msg_hdr;
+    h = msghdr{};
+    h.msg_name = &rx_addr_[i];
+    h.msg_namelen = sizeof(sockaddr_in);
+    h.msg_iov = &rx_iov_[i];
+    h.msg_iovlen = 1;
+  }
 }
 
 bool MmsgIo::attach(uint16_t local_port, Fd socket) {
@@ -46,6 +58,8 @@ bool MmsgIo::attach(uint16_t local_port, Fd socket) {
 }
 
 void MmsgIo::detach(uint16_t local_port) {
+  // A ready event still pending for this port finds no socket (or a later socket on the same
+  // port, read with MSG_DONTWAIT): harmless either way.
   Fd& fd = sockets_[local_port];
   if (!fd) return;
   ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd.get(), nullptr);
@@ -54,11 +68,16 @@ void MmsgIo::detach(uint16_t local_port) {
 
 RecvResult MmsgIo::recv_batch(std::span<Packet> out, int timeout_ms) {
   RecvResult result;
-  size_t cap = std::min(out.size(), batch_);
-  int n = ::epoll_wait(epoll_.get(), events_.data(), static_cast<int>(events_.size()), timeout_ms);
-  size_t slot = 0;  // next ring buffer; >= result.count (truncated datagrams are skipped)
-  for (int e = 0; e < n && slot < cap; ++e) {
-    uint64_t token = events_[e].data.u64;
+  size_t cap = std::min({out.size(), batch_, kPerSocketShare});
+  if (ev_next_ >= ev_count_) {
+    int n = ::epoll_wait(epoll_.get(), events_.data(), static_cast<int>(events_.size()), timeout_ms);
+    ev_next_ = 0;
+    ev_count_ = n > 0 ? static_cast<size_t>(n) : 0;
+  }
+  // Level-triggered: a socket left with packets after its share is reported again by the next
+  // epoll_wait, which comes only after every socket of this ready list had its turn.
+  while (ev_next_ < ev_count_) {
+    uint64_t token = events_[ev_next_++].data.u64;
     if (token == kWakeToken) {
       result.woken = true;
       continue;
@@ -66,27 +85,19 @@ RecvResult MmsgIo::recv_batch(std::span<Packet> out, int timeout_ms) {
     uint16_t port = static_cast<uint16_t>(token);
     const Fd& fd = sockets_[port];
     if (!fd) continue;
-    size_t want = std::min(kPerSocketShare, cap - slot);
-    for (size_t i = 0; i < want; ++i) {
-      rx_iov_[slot + i] = {ring_[slot + i].data(), kPacketBufSize};
-      msghdr& h = rx_[slot + i].msg_hdr;
-      h = msghdr{};
-      h.msg_name = &rx_addr_[slot + i];
-      h.msg_namelen = sizeof(sockaddr_in);
-      h.msg_iov = &rx_iov_[slot + i];
-      h.msg_iovlen = 1;
-    }
-    int got = ::recvmmsg(fd.get(), &rx_[slot], static_cast<unsigned>(want), MSG_DONTWAIT, nullptr);
+    for (size_t i = 0; i < cap; ++i) rx_[i].msg_hdr.msg_namelen = sizeof(sockaddr_in);
+    int got = ::recvmmsg(fd.get(), rx_.data(), static_cast<unsigned>(cap), MSG_DONTWAIT, nullptr);
     if (got <= 0) continue;
-    for (int i = 0; i < got; ++i, ++slot) {
-      const mmsghdr& m = rx_[slot];
+    for (int i = 0; i < got; ++i) {
+      const mmsghdr& m = rx_[static_cast<size_t>(i)];
       if ((m.msg_hdr.msg_flags & MSG_TRUNC) || m.msg_hdr.msg_namelen != sizeof(sockaddr_in)) continue;
       Packet& p = out[result.count++];
-      p.data = ring_[slot].data();
+      p.data = ring_[static_cast<size_t>(i)].data();
       p.len = m.msg_len;
       p.local_port = port;
-      p.remote = rx_addr_[slot];
+      p.remote = rx_addr_[static_cast<size_t>(i)];
     }
+    if (result.count > 0) break;  // hand this socket's packets over now
   }
   return result;
 }

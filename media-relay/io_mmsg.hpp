@@ -1,5 +1,8 @@
 // io_mmsg.hpp — the default PacketIo backend: one non-blocking UDP socket per relay port, an
-// epoll set per worker, recvmmsg/sendmmsg for batches.
+// epoll set per worker, recvmmsg/sendmmsg for batches. recv_batch returns one socket's packets
+// at a time (the rest of the ready list waits for the next call, without another epoll_wait),
+// so the worker forwards them before it reads the next socket: a packet never waits for the
+// reads of up to 64 other sockets.
 #pragma once
 
 #include <sys/epoll.h>
@@ -33,6 +36,7 @@ class MmsgIo final : public PacketIo {
   std::vector<mmsghdr> tx_;
   std::vector<iovec> tx_iov_;
   std::vector<epoll_event> events_;
+  size_t ev_next_ = 0, ev_count_ = 0;  // events_[ev_next_, ev_count_): ready, not read yet
   std::vector<Fd> sockets_;         // by local port: sends need the fd of the egress port
 };
 

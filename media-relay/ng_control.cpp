@@ -124,7 +124,9 @@ void NgServer::run(int signal_fd) {
   int64_t next_sweep = monotonic_ns() + 250'000'000;
   for (;;) {
     pollfd fds[2] = {{socket_.get(), POLLIN, 0}, {signal_fd, POLLIN, 0}};
-    int64_t wait_ms = (next_sweep - monotonic_ns()) / 1'000'000;
+    // Rounded up: a truncated timeout would poll(0) in a busy loop for the last millisecond
+    // before every sweep, on the core a worker may share.
+    int64_t wait_ms = (next_sweep - monotonic_ns() + 999'999) / 1'000'000;
     int n = ::poll(fds, 2, static_cast<int>(std::max<int64_t>(0, std::min<int64_t>(wait_ms, 1000))));
     if (n < 0 && errno != EINTR) {
       Log(LogLevel::error, "ng.poll_failed").kv("errno", errno);

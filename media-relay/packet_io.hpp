@@ -37,6 +37,9 @@ class PacketIo {
   virtual bool attach(uint16_t local_port, Fd socket) = 0;
   virtual void detach(uint16_t local_port) = 0;
   // Blocks up to timeout_ms for packets or the wake fd; fills at most out.size() packets.
+  // It may return fewer than are ready (io_mmsg: one socket's at a time, without blocking
+  // while more are ready): the caller forwards and sends them before calling again, so a
+  // packet's latency does not include reading the other ready sockets.
   virtual RecvResult recv_batch(std::span<Packet> out, int timeout_ms) = 0;
   // Sends every packet (best effort: a full socket buffer drops, as the network would);
   // returns how many the kernel took.
