@@ -36,22 +36,22 @@ import argparse
 import glob
 import os
 import re
-import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from benchlib import (IP, CLK_TCK, SipServer, all_ticks, descendants, free_udp_port,  # noqa: E402
+                      interpolate, log, proc_name, read_sipp_stats, sleep_until, tick_deltas,
+                      udp_drops, udp_rcvbuf, vm_rss_kib, wait_quiet)
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 UAC_SCENARIO = os.path.join(HERE, "scenarios", "cps-uac.xml")
 UAS_SCENARIO = os.path.join(HERE, "scenarios", "cps-uas.xml")
 KAMAILIO_CFG = os.path.join(HERE, "kamailio-proxy.cfg")
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-IP = "127.0.0.1"
 MAX_FAILED = 0.001          # clean: at most 0.1 % failed calls ...
 MIN_ACHIEVED = 0.95         # ... and at least 95 % of the offered rate completed
 LADDER = [500, 1000, 1500, 2000, 2500, 3000, 3500, 4000, 4500, 5000, 6000, 7000, 8000,
@@ -60,209 +60,12 @@ COARSE = [500, 1000, 2000, 3000, 4000, 5000, 6000, 8000, 10000, 12000, 16000]
 USER_BASE = 1000            # caller i dials user 1000+i, routed to callee i
 
 
-def log(*a):
-    print(*a, file=sys.stderr, flush=True)
-
-
-# ---------------------------------------------------------------------------- /proc helpers
-
-def free_udp_port(taken):
-    while True:
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.bind((IP, 0))
-        port = s.getsockname()[1]
-        s.close()
-        if port not in taken and port > 10000:
-            taken.add(port)
-            return port
-
-
-def _stat_fields(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        data = f.read()
-    return data[data.rindex(")") + 2:].split()
-
-
-def cpu_ticks(pid):
-    """utime + stime of one process (fields 14 and 15 of /proc/PID/stat), 0 if gone"""
-    try:
-        f = _stat_fields(pid)
-    except OSError:
-        return 0
-    return int(f[11]) + int(f[12])
-
-
-def all_ticks():
-    """{pid: utime+stime} of every process on the machine"""
-    out = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            out[int(d)] = cpu_ticks(d)
-    return out
-
-
-def tree(pid):
-    """pid and all its descendants"""
-    kids = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                kids.setdefault(int(_stat_fields(d)[1]), []).append(int(d))
-            except (OSError, IndexError):
-                pass
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(kids.get(p, []))
-    return out
-
-
-def machine_busy_pct(seconds):
-    """CPU (% of one core) used by all processes over `seconds`; summed per process because
-    /proc/stat's tick-sampled counters undercount short wake-ups on this VM"""
-    a = all_ticks()
-    time.sleep(seconds)
-    b = all_ticks()
-    return 100.0 * sum(max(0, v - a.get(p, 0)) for p, v in b.items()) / CLK_TCK / seconds
-
-
-def proc_name(pid):
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip()
-    except OSError:
-        return "?"
-
-
-def udp_rcvbuf(port):
-    """receive buffer of the socket on IP:port (bytes, as the kernel accounts it), via ss"""
-    try:
-        out = subprocess.run(["ss", "-uamnH", "sport", "=", f":{port}"], capture_output=True,
-                             text=True, timeout=5).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    m = re.search(r"\brb(\d+)", out)
-    return int(m.group(1)) if m else None
-
-
-def vm_rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def udp_drops(port):
-    """kernel drop counter of the UDP socket bound to IP:port (/proc/net/udp)"""
-    want = "%08X:%04X" % (int.from_bytes(socket.inet_aton(IP), "little"), port)
-    try:
-        with open("/proc/net/udp") as f:
-            for line in f.readlines()[1:]:
-                parts = line.split()
-                if parts[1] == want:
-                    return int(parts[-1])
-    except OSError:
-        pass
-    return 0
-
-
-def options_answered(port, timeout=0.3):
-    """True when something answers an OPTIONS sent to IP:port"""
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        s.bind((IP, 0))
-        s.settimeout(timeout)
-        lport = s.getsockname()[1]
-        tag = secrets.token_hex(6)
-        msg = (f"OPTIONS sip:{IP}:{port} SIP/2.0\r\n"
-               f"Via: SIP/2.0/UDP {IP}:{lport};branch=z9hG4bK-{tag};rport\r\n"
-               "Max-Forwards: 70\r\n"
-               f"From: <sip:probe@{IP}>;tag={tag}\r\n"
-               f"To: <sip:{IP}:{port}>\r\n"
-               f"Call-ID: probe-{tag}@{IP}\r\n"
-               "CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
-        s.sendto(msg.encode(), (IP, port))
-        s.recvfrom(65535)
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
-
-
 # ---------------------------------------------------------------------------- servers
 
-class Server:
-    name = "?"
-
+class Server(SipServer):
     def __init__(self, args, tmp, port, callee_ports, label=None):
-        self.args, self.tmp, self.port, self.callee_ports = args, tmp, port, callee_ports
-        self.label = label or self.name
-        self.proc, self.pids = None, []
-        self.logpath = os.path.join(tmp, f"{self.label}.log")
-        self.failed = None
-
-    def _spawn(self, cmd):
-        # stderr straight into a file, not a pipe this script drains: under load a server that
-        # logs a lot must never block on a full pipe (readiness is probed with OPTIONS)
-        self.logfile = open(self.logpath, "w")
-        # own session: stop() may kill the whole group, and nothing else
-        self.proc = subprocess.Popen(cmd, cwd=self.tmp, stdin=subprocess.DEVNULL,
-                                     stdout=self.logfile, stderr=self.logfile,
-                                     start_new_session=True)
-
-    def wait_ready(self, timeout=20.0):
-        end = time.time() + timeout
-        while time.time() < end:
-            if self.proc.poll() is not None:
-                return False
-            if options_answered(self.port):
-                time.sleep(0.5)                  # forked workers settle before listing them
-                self.pids = tree(self.proc.pid)
-                return True
-            time.sleep(0.2)
-        return False
-
-    def ticks(self):
-        return sum(cpu_ticks(p) for p in self.pids)
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self):
-        if not self.proc:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                self.proc.wait(5)
-        self.logfile.close()
-
-    def problems(self):
-        """(total, [(count, first line)]) of warning/error lines in the log, grouped by kind"""
-        groups = {}
-        try:
-            with open(self.logpath, errors="replace") as f:
-                for line in f:
-                    if not self.is_problem(line):
-                        continue
-                    line = line.rstrip("\n")
-                    key = re.sub(r"^\S+Z |^\s*\d+\(\d+\) ", "", line)
-                    key = re.sub(r"\d+", "N", key)[:160]
-                    n, first = groups.get(key, (0, line))
-                    groups[key] = (n + 1, first)
-        except OSError:
-            return 0, []
-        kinds = sorted(groups.values(), key=lambda g: -g[0])
-        return sum(n for n, _ in kinds), kinds[:8]
+        super().__init__(tmp, port, label)
+        self.args, self.callee_ports = args, callee_ports
 
 
 class Relais(Server):
@@ -373,44 +176,6 @@ STAT = ("SuccessfulCall(C)", "FailedCall(C)", "Retransmissions(C)", "FailedTimeo
         "OutOfCallMsgs(C)", "TotalCallCreated", "CurrentCall")
 
 
-def read_stats(path):
-    """[(epoch, {field: value})] from a sipp -trace_stat file"""
-    try:
-        with open(path, errors="replace") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return []
-    if len(lines) < 2:
-        return []
-    head = lines[0].rstrip(";").split(";")
-    idx = {k: head.index(k) for k in STAT}
-    rows = []
-    for line in lines[1:]:
-        parts = line.rstrip(";").split(";")
-        if len(parts) < len(head):
-            continue
-        t = float(parts[head.index("CurrentTime")].split()[-1])
-        rows.append((t, {k: int(parts[i]) for k, i in idx.items()}))
-    return rows
-
-
-def at(rows, t, field):
-    """field interpolated at time t"""
-    if not rows:
-        return 0.0
-    if t <= rows[0][0]:
-        return float(rows[0][1][field])
-    for (t0, a), (t1, b) in zip(rows, rows[1:]):
-        if t0 <= t <= t1:
-            return a[field] + (b[field] - a[field]) * ((t - t0) / (t1 - t0) if t1 > t0 else 1.0)
-    return float(rows[-1][1][field])
-
-
-def sleep_until(t, procs=()):
-    while time.time() < t and (not procs or any(p.poll() is None for p in procs)):
-        time.sleep(min(0.05, max(0.0, t - time.time())))
-
-
 class Callers:
     def __init__(self, args, tmp, taken):
         self.args, self.tmp = args, tmp
@@ -455,7 +220,7 @@ class Callers:
         ta = t0 + hold + 1.0
         tb = t0 + max(seconds - 0.5, hold + 2.0)
         sleep_until(ta, procs)
-        callers = {d for p in procs for d in tree(p.pid)}
+        callers = {d for p in procs for d in descendants(p.pid)}
         ours = {os.getpid()} | callers | set(server.pids)
         sipps = callers | self.args.callee_pids
         # /proc/stat's per-core counters are tick-sampled and miss most of sipp's short
@@ -467,15 +232,13 @@ class Callers:
         rcs = [p.wait() for p in procs]
         t_end = time.time()
         cpu_end = server.ticks()
-        others = {pid: v - all_a.get(pid, 0) for pid, v in all_b.items()
-                  if pid not in ours and pid not in self.args.ignore_pids
-                  and v - all_a.get(pid, 0) > 0}
+        others = tick_deltas(all_a, all_b, ours | self.args.ignore_pids)
         other = sum(others.values())
         top = sorted(others.items(), key=lambda kv: -kv[1])[:3]
         sipp_ticks = sum(all_b.get(p, 0) - all_a.get(p, 0) for p in sipps)
         res = {"rate_offered": rate, "ok": True, "notes": [], "errs": errs, "t_end": t_end,
                "cpu_start": cpu0, "cpu_end": cpu_end}
-        rows = [read_stats(s) for s in stats]
+        rows = [read_sipp_stats(s, STAT) for s in stats]
         for i, (rc, r) in enumerate(zip(rcs, rows)):
             if not r or rc not in (0, 1):          # 1: some calls failed
                 res["ok"] = False
@@ -487,7 +250,8 @@ class Callers:
         if not res["ok"]:
             res["clean"] = False
             return res
-        done = sum(at(r, tb, "SuccessfulCall(C)") - at(r, ta, "SuccessfulCall(C)") for r in rows)
+        done = sum(interpolate(r, tb, "SuccessfulCall(C)") - interpolate(r, ta, "SuccessfulCall(C)")
+                   for r in rows)
         fin = {k: sum(r[-1][1][k] for r in rows) for k in STAT}
         span = tb - ta
         res.update(
@@ -559,7 +323,7 @@ class Callers:
         res["bye_before_measure"] = bye2
         res["server_alive"] = server.alive()
         rc = p.wait()                              # the callers hang up; every call must end well
-        rows = read_stats(stat)
+        rows = read_sipp_stats(stat, STAT)
         fin = rows[-1][1] if rows else {}
         res.update(rc=rc, success=fin.get("SuccessfulCall(C)", 0), failed=fin.get("FailedCall(C)", 0),
                    retrans=fin.get("Retransmissions(C)", 0))
@@ -569,19 +333,6 @@ class Callers:
 
 
 # ---------------------------------------------------------------------------- bench
-
-def wait_quiet(args, seconds, say):
-    """wait up to `seconds` until the machine (idle servers included) uses <= 15 % of a core"""
-    deadline = time.time() + seconds
-    while True:
-        bg = machine_busy_pct(1.0)
-        if bg <= 15 or time.time() >= deadline:
-            break
-        say(f"cps.py: other processes use {bg:.0f}% of a core; waiting for a quiet machine")
-        time.sleep(3)
-    if bg > 15:
-        say(f"cps.py: machine still busy ({bg:.0f}% of a core); measuring anyway")
-
 
 def fmt(v):
     return f"{v:,.0f}"
@@ -644,7 +395,7 @@ def main():
     except OSError:
         pass
 
-    wait_quiet(args, args.wait_idle, log)
+    wait_quiet(args.wait_idle, log, "cps.py")
 
     tmp = tempfile.mkdtemp(prefix="relais-cps-")
     taken = set()
@@ -686,7 +437,7 @@ def main():
                 s.failed = f"warm-up failed: {w}"
                 stamp(f"{s.label}: {s.failed}")
         # the idle servers' pids are never "other processes"; the callees count as sipp
-        args.callee_pids = {p for c in callees.procs for p in tree(c.pid)}
+        args.callee_pids = {p for c in callees.procs for p in descendants(c.pid)}
         args.ignore_pids = {p for s in everyone for p in s.pids} | args.callee_pids
         for s in everyone:
             s.rcvbuf = udp_rcvbuf(s.port)
@@ -707,7 +458,7 @@ def main():
                     break
                 # another process took CPU during the step: wait for quiet, then once more
                 noisy.append(f"{n} {rate}/s: {r['others_top']}")
-                wait_quiet(args, args.wait_idle, stamp)
+                wait_quiet(args.wait_idle, stamp, "cps.py")
             return r
 
         def climb(n, start_idx, coarse):

@@ -30,95 +30,27 @@ import os
 import re
 import secrets
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from benchlib import (IP, CLK_TCK, SipServer, all_ticks, cpu_ticks, descendants,  # noqa: E402
+                      free_udp_port, interpolate, log, machine_busy_pct, read_sipp_stats,
+                      sleep_until, tick_deltas, udp_drops, udp_rcvbuf, wait_quiet)
+
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 SCENARIO = os.path.join(HERE, "scenarios", "register-digest.xml")
 KAMAILIO_CFG = os.path.join(HERE, "kamailio-registrar.cfg")
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-IP = "127.0.0.1"
 MAX_FAILED = 0.001          # a run is clean with at most 0.1 % failed registrations
 MIN_ACHIEVED = 0.95         # ... and, at a fixed offered rate, at least 95 % of it achieved
 MAX_RETRANS = 0.005         # saturation runs with more retransmissions are tried again, -l halved
 
 
-def log(*a):
-    print(*a, file=sys.stderr, flush=True)
-
-
 # ---------------------------------------------------------------------------- helpers
-
-def free_udp_port(taken):
-    while True:
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.bind((IP, 0))
-        port = s.getsockname()[1]
-        s.close()
-        if port not in taken and port > 10000:
-            taken.add(port)
-            return port
-
-
-def proc_cpu_ticks(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            data = f.read()
-    except OSError:
-        return 0
-    fields = data[data.rindex(")") + 2:].split()
-    return int(fields[11]) + int(fields[12])          # utime + stime (fields 14 and 15)
-
-
-def descendants(pid):
-    """pid and every process below it (scanned once, after the server is ready)."""
-    children = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                data = f.read()
-        except OSError:
-            continue
-        ppid = int(data[data.rindex(")") + 2:].split()[1])
-        children.setdefault(ppid, []).append(int(d))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children.get(p, []))
-    return out
-
-
-def udp_socket_drops(port):
-    """kernel drop counter of the UDP socket bound to IP:port (/proc/net/udp)."""
-    want = "%08X:%04X" % (int.from_bytes(socket.inet_aton(IP), "little"), port)
-    with open("/proc/net/udp") as f:
-        for line in f.readlines()[1:]:
-            parts = line.split()
-            if parts[1] == want:
-                return int(parts[-1])
-    return 0
-
-
-def udp_socket_rcvbuf(port):
-    """receive buffer size (bytes, as the kernel accounts it) of the socket on IP:port, via ss"""
-    try:
-        out = subprocess.run(["ss", "-uamnH", "sport", "=", f":{port}"], capture_output=True,
-                             text=True, timeout=5).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    m = re.search(r"\brb(\d+)", out)
-    return int(m.group(1)) if m else None
-
 
 def udp_rcvbuf_errors():
     with open("/proc/net/snmp") as f:
@@ -126,166 +58,28 @@ def udp_rcvbuf_errors():
     return int(rows[1][rows[0].index("RcvbufErrors")])
 
 
-class OptionsProbe:
-    """Sends OPTIONS to the server from one socket until any response comes back."""
-
-    def __init__(self, port):
-        self.port = port
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind((IP, 0))
-        self.sock.setblocking(False)
-        self.n = 0
-
-    def poke(self):
-        """send one OPTIONS; True if a response (to this or an earlier one) has arrived"""
-        try:
-            self.sock.recvfrom(65535)
-            return True
-        except BlockingIOError:
-            pass
-        except OSError:            # ICMP port unreachable: not listening yet
-            pass
-        self.n += 1
-        lport = self.sock.getsockname()[1]
-        msg = (f"OPTIONS sip:{IP}:{self.port} SIP/2.0\r\n"
-               f"Via: SIP/2.0/UDP {IP}:{lport};branch=z9hG4bK-probe{self.n}{secrets.token_hex(4)}\r\n"
-               "Max-Forwards: 70\r\n"
-               f"From: <sip:probe@{IP}>;tag={secrets.token_hex(4)}\r\n"
-               f"To: <sip:{IP}:{self.port}>\r\n"
-               f"Call-ID: probe-{self.n}-{secrets.token_hex(8)}@{IP}\r\n"
-               "CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
-        try:
-            self.sock.sendto(msg.encode(), (IP, self.port))
-        except OSError:
-            pass
-        return False
-
-    def close(self):
-        time.sleep(0.2)            # let late answers to earlier probes arrive before closing
-        self.sock.close()
-
-
-def all_process_ticks():
-    """{pid: utime+stime} of every process on the machine"""
-    out = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            out[int(d)] = proc_cpu_ticks(d)
-    return out
-
-
-def others_ticks(before, after, exclude):
-    """CPU used between two all_process_ticks() snapshots by processes not in exclude"""
-    return sum(t - before.get(pid, 0) for pid, t in after.items() if pid not in exclude)
-
-
 def background_cpu(seconds=0.5):
     """CPU% (of one core) used by the whole machine while no sipp runs (the idle servers and
-    this script included)"""
-    def busy():
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:]]
-        return sum(v) - v[3] - v[4]
-    a = busy()
-    time.sleep(seconds)
-    return 100.0 * (busy() - a) / CLK_TCK / seconds
+    this script included), from /proc/stat"""
+    return machine_busy_pct(seconds, per_process=False)
 
 
 # ---------------------------------------------------------------------------- servers
 
-class Server:
-    name = "?"
-
+class Server(SipServer):
     def __init__(self, args, tmp, port, users):
-        self.args, self.tmp, self.port, self.users = args, tmp, port, users
-        self.proc = None
-        self.pids = []
-        self.logpath = os.path.join(tmp, f"{self.name}.log")
-        self.ready = threading.Event()
-        self.failed = None          # reason the server could not be measured
-        self.rcvbuf = None          # SO_RCVBUF of its UDP socket
+        super().__init__(tmp, port)
+        self.args, self.users = args, users
 
-    def _spawn(self, cmd, ready_pattern=None):
-        self.logfile = open(self.logpath, "w")
-        self.proc = subprocess.Popen(cmd, cwd=self.tmp, stdin=subprocess.DEVNULL,
-                                     stdout=self.logfile, stderr=subprocess.PIPE,
-                                     start_new_session=True, text=True, errors="replace")
-
-        def pump():
-            for line in self.proc.stderr:
-                self.logfile.write(line)
-                self.logfile.flush()
-                if ready_pattern and ready_pattern in line:
-                    self.ready.set()
-        threading.Thread(target=pump, daemon=True).start()
-
-    def wait_ready(self, timeout=20.0, probe=True):
-        end = time.time() + timeout
-        prober = OptionsProbe(self.port) if probe else None
-        try:
-            while time.time() < end:
-                if self.proc.poll() is not None:
-                    return False
-                if self.ready.is_set() or (prober and prober.poke()):
-                    time.sleep(0.5)       # let forked workers settle before listing them
-                    self.pids = descendants(self.proc.pid)
-                    self.rcvbuf = udp_socket_rcvbuf(self.port)
-                    return True
-                time.sleep(0.2)
-            return False
-        finally:
-            if prober:
-                prober.close()
+    def start_and_wait(self, cmd):
+        self._spawn(cmd)
+        ok = self.wait_ready()
+        if ok:
+            self.rcvbuf = udp_rcvbuf(self.port)
+        return ok
 
     def rss_mb(self):
-        total = 0
-        for p in self.pids:
-            try:
-                with open(f"/proc/{p}/status") as f:
-                    m = re.search(r"VmRSS:\s+(\d+)", f.read())
-                total += int(m.group(1)) if m else 0
-            except OSError:
-                pass
-        return total / 1024.0
-
-    def cpu_ticks(self):
-        return sum(proc_cpu_ticks(p) for p in self.pids)
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self):
-        if not self.proc:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)   # our own session only
-                except ProcessLookupError:
-                    pass
-                self.proc.wait(5)
-        self.logfile.close()
-
-    def log_problems(self):
-        """(count, [(n, example line)] grouped by kind) of warning/error lines in the log."""
-        groups = {}
-        try:
-            with open(self.logpath, errors="replace") as f:
-                for line in f:
-                    if not self.is_problem(line):
-                        continue
-                    line = line.rstrip("\n")
-                    key = re.sub(r"^\S+Z |^\s*\d+\(\d+\) ", "", line)     # timestamp / pid
-                    key = re.sub(r"\d+", "N", key)[:160]
-                    n, first = groups.get(key, (0, line))
-                    groups[key] = (n + 1, first)
-        except OSError:
-            return 0, []
-        kinds = sorted(groups.values(), key=lambda g: -g[0])
-        return sum(n for n, _ in kinds), kinds[:8]
+        return self.rss_kib() / 1024.0
 
 
 class Kamailio(Server):
@@ -301,8 +95,7 @@ class Kamailio(Server):
             f.write(text)
         cmd = ["taskset", "-c", str(self.args.server_cpu), "kamailio", "-f", cfg, "-DD", "-E",
                "-m", "512", "-M", "32", "-w", self.tmp, "-Y", self.tmp]
-        self._spawn(cmd)
-        return self.wait_ready(probe=True)
+        return self.start_and_wait(cmd)
 
     @staticmethod
     def is_problem(line):
@@ -336,9 +129,8 @@ return {{
         with open(cfg, "w") as f:
             f.write(lua)
         cmd = ["taskset", "-c", str(self.args.server_cpu), self.args.relais, "--config", cfg]
-        self._spawn(cmd, ready_pattern="event=ready")
-        # event=ready is logged at info level, hidden by log_level=warn: also probe with OPTIONS
-        return self.wait_ready(probe=True)
+        # event=ready is logged at info level, hidden by log_level=warn: probe with OPTIONS
+        return self.start_and_wait(cmd)
 
     @staticmethod
     def is_problem(line):
@@ -350,46 +142,6 @@ return {{
 STAT_FIELDS = ("SuccessfulCall(C)", "FailedCall(C)", "Retransmissions(C)",
                "FailedTimeoutOnRecv(C)", "FailedUnexpectedMessage(C)", "DeadCallMsgs(C)",
                "OutOfCallMsgs(C)", "TotalCallCreated")
-
-
-def read_sipp_stats(path):
-    """[(epoch, {field: value})] from a sipp -trace_stat file (one line per -fd period)."""
-    rows = []
-    try:
-        with open(path, errors="replace") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return rows
-    if not lines:
-        return rows
-    head = lines[0].rstrip(";").split(";")
-    idx = {k: head.index(k) for k in STAT_FIELDS}
-    for line in lines[1:]:
-        parts = line.rstrip(";").split(";")
-        if len(parts) < len(head):
-            continue
-        t = float(parts[head.index("CurrentTime")].split()[-1])
-        rows.append((t, {k: int(parts[i]) for k, i in idx.items()}))
-    return rows
-
-
-def interpolate(rows, t, field):
-    if not rows:
-        return 0.0
-    if t <= rows[0][0]:
-        return float(rows[0][1][field])
-    for (t0, a), (t1, b) in zip(rows, rows[1:]):
-        if t0 <= t <= t1:
-            if t1 == t0:
-                return float(b[field])
-            return a[field] + (b[field] - a[field]) * (t - t0) / (t1 - t0)
-    return float(rows[-1][1][field])
-
-
-def sleep_until(t, procs):
-    """sleep until time t, or until every process in procs has exited"""
-    while time.time() < t and any(p.poll() is None for p in procs):
-        time.sleep(min(0.05, max(0.0, t - time.time())))
 
 
 class Clients:
@@ -442,7 +194,7 @@ class Clients:
                                           stderr=open(err + ".stderr", "w")))
         t0 = time.time()
         ta, tb = t0 + window[0], t0 + duration - window[1]
-        drops0 = udp_socket_drops(server.port)
+        drops0 = udp_drops(server.port)
         rcvbuf0 = udp_rcvbuf_errors()
         sleep_until(ta, procs)
         clients = [d for p in procs for d in descendants(p.pid)]      # timeout + sipp
@@ -450,19 +202,18 @@ class Clients:
 
         def sample():
             # per-process CPU, not /proc/stat per-core figures (tick-sampled, unreliable here)
-            return (server.cpu_ticks(), sum(proc_cpu_ticks(p) for p in clients),
-                    all_process_ticks(), time.time())
+            return (server.ticks(), sum(cpu_ticks(p) for p in clients), all_ticks(), time.time())
         cpu_a, core_a, all_a, ta = sample()
         sleep_until(tb, procs)
         cpu_b, core_b, all_b, tb = sample()
         rss = server.rss_mb()
-        other = others_ticks(all_a, all_b, set(ours) | set(server.pids))
+        other = sum(tick_deltas(all_a, all_b, set(ours) | set(server.pids)).values())
         rcs = [p.wait() for p in procs]
-        drops = udp_socket_drops(server.port) - drops0
+        drops = udp_drops(server.port) - drops0
         rcvbuf = udp_rcvbuf_errors() - rcvbuf0
 
         res = {"ok": True, "notes": []}
-        rows = [read_sipp_stats(s) for s in stats]
+        rows = [read_sipp_stats(s, STAT_FIELDS) for s in stats]
         for c, (rc, r) in enumerate(zip(rcs, rows)):
             if not r or rc not in (0, 1, 124, 130):     # 1: some calls failed; 124: timeout
                 res["ok"] = False
@@ -569,15 +320,7 @@ def main():
         pass
 
     # the servers and the clients need the two cores to themselves: wait a little for a quiet machine
-    deadline = time.time() + args.wait_idle
-    while True:
-        bg = background_cpu(1.0)
-        if bg <= 15 or time.time() >= deadline:
-            break
-        log(f"register.py: other processes use {bg:.0f}% of a core; waiting for a quiet machine")
-        time.sleep(5)
-    if bg > 15:
-        log(f"register.py: machine still busy ({bg:.0f}% of a core); measuring anyway")
+    wait_quiet(args.wait_idle, log, "register.py", pause=5.0, per_process=False)
 
     tmp = tempfile.mkdtemp(prefix="relais-bench-")
     taken = set()
@@ -691,7 +434,7 @@ def report(args, servers, results, elapsed):
         if not results[name]["sat"]:
             print(f"   NOT MEASURED: {s.failed}")
             print(f"   log: {s.logpath}")
-            for n, l in s.log_problems()[1]:
+            for n, l in s.problems()[1]:
                 print(f"   | {n} x {l[:200]}")
             print()
             continue
@@ -723,7 +466,7 @@ def report(args, servers, results, elapsed):
                   f"others {r['other_cpu_pct']:.0f}%{bg_note(r)}, RSS {r['rss_mb']:,.0f} MB")
         if s.failed:
             print(f"   PROBLEM: {s.failed}")
-        cnt, sample = s.log_problems()
+        cnt, sample = s.problems()
         if s.rcvbuf:
             print(f"   server UDP socket receive buffer: {s.rcvbuf:,} bytes (ss -uam rb)")
         print(f"   server log: {cnt} warning/error lines" + (", by kind:" if sample else ""))

@@ -43,53 +43,17 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from benchlib import (IP, CLK_TCK, CHILDREN, all_ticks, free_udp_port, log,  # noqa: E402
+                      machine_busy_pct, proc_name, spawn, stop, stop_all, tick_deltas, udp_drops)
+
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
-IP = "127.0.0.1"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 LADDER = [50000, 100000, 150000, 200000, 250000, 300000, 350000, 400000, 450000, 500000,
           600000, 700000]
 MIN_ACHIEVED = 0.95
-CHILDREN = []
-
-
-def log(*a):
-    print(*a, file=sys.stderr, flush=True)
 
 
 # ----------------------------------------------------------------------------- processes
-
-def spawn(argv, **kw):
-    p = subprocess.Popen(argv, start_new_session=True, **kw)
-    CHILDREN.append(p)
-    return p
-
-
-def stop(p, grace=5.0):
-    """SIGTERM the process group of p (started by us), then SIGKILL; returns the exit code"""
-    if p is None:
-        return None
-    if p.poll() is None:
-        try:
-            os.killpg(p.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            p.wait(grace)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            p.wait()
-    if p in CHILDREN:
-        CHILDREN.remove(p)
-    return p.returncode
-
-
-def stop_all():
-    for p in list(CHILDREN):
-        stop(p, 2.0)
-
 
 def children_of(pid):
     try:
@@ -112,50 +76,12 @@ def wrapped_pid(p, name, timeout=5.0):
     return None
 
 
-def stat_fields(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        data = f.read()
-    return data[data.rindex(")") + 2:].split()
-
-
-def cpu_ticks(pid):
-    try:
-        f = stat_fields(pid)
-    except OSError:
-        return 0
-    return int(f[11]) + int(f[12])
-
-
-def all_ticks():
-    out = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            out[int(d)] = cpu_ticks(d)
-    return out
-
-
-def proc_name(pid):
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip()
-    except OSError:
-        return "?"
-
-
-def busy_pct(seconds):
-    a = all_ticks()
-    time.sleep(seconds)
-    b = all_ticks()
-    me = os.getpid()
-    return 100.0 * sum(max(0, v - a.get(p, 0)) for p, v in b.items() if p != me) / CLK_TCK / seconds
-
-
 def wait_idle(max_wait, threshold=25.0):
     """wait (up to max_wait s) until other processes use < threshold % of a core"""
     deadline = time.monotonic() + max_wait
     first = True
     while True:
-        busy = busy_pct(2.0)
+        busy = machine_busy_pct(2.0, exclude={os.getpid()})
         if busy < threshold:
             return busy
         if time.monotonic() > deadline:
@@ -167,19 +93,6 @@ def wait_idle(max_wait, threshold=25.0):
             log(f"waiting for a quiet machine ({busy:.0f} % of a core busy; {', '.join(others)})")
             first = False
         time.sleep(8)
-
-
-def udp_drops(port_lo, port_hi):
-    """sum of the kernel drop counters of UDP sockets on IP with port_lo <= port <= port_hi"""
-    prefix = "%08X:" % int.from_bytes(socket.inet_aton(IP), "little")
-    total = 0
-    with open("/proc/net/udp") as f:
-        next(f)
-        for line in f:
-            parts = line.split()
-            if parts[1].startswith(prefix) and port_lo <= int(parts[1][9:], 16) <= port_hi:
-                total += int(parts[-1])
-    return total
 
 
 # ----------------------------------------------------------------------------- ng protocol
@@ -424,14 +337,6 @@ class Direct(Relay):
         return 0
 
 
-def free_udp_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind((IP, 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 # ----------------------------------------------------------------------------- one step
 
 class Step:
@@ -506,10 +411,7 @@ def run_generator(args, flows, rate, seconds, relay):
     if relay.proc is not None:
         skip.add(relay.proc.pid)
     other = softirqd = 0
-    for q, v in all1.items():
-        if q in skip:
-            continue
-        d = max(0, v - all0.get(q, 0))
+    for q, d in tick_deltas(all0, all1, skip).items():
         if proc_name(q).startswith("ksoftirqd"):
             softirqd += d
         else:
