@@ -126,14 +126,9 @@ int B2bCall::on_a_invite_event(nta_incoming_magic_t* magic, nta_incoming_t*, con
     if (!self->answered_ && !self->finished_) {
       self->cancel_other_legs(nullptr);
       self->finished_ = true;
-      self->last_failure_code_ = 487;
-      self->last_failure_reason_ = "Request Terminated";
       self->invite_->respond(SIP_487_REQUEST_TERMINATED);
       log_info("call.cancelled").kv("call", self->id_).kv("call_id", self->call_id_);
-      DialResult r;
-      r.code = 487;
-      r.reason = "Request Terminated";
-      self->finish_dial(r);
+      self->fail_dial(487, "Request Terminated");
     }
   }
   return 0;
@@ -229,9 +224,7 @@ int B2bCall::on_relay_response(nta_outgoing_magic_t* magic, nta_outgoing_t* orq,
   if (status < 200) return 0;
   if (relay->is_invite && status < 300) {
     // B2BUA: we ACK the far side ourselves; the requester's own ACK ends at our leg.
-    nta_leg_t* leg = relay->to_callee ? self->bridged_->leg : self->a_leg_;
-    if (nta_outgoing_t* ack = nta_outgoing_tcreate(leg, ignore_response, nullptr, nullptr, SIP_METHOD_ACK, nullptr, TAG_END()))
-      nta_outgoing_destroy(ack);
+    send_ack(relay->to_callee ? self->bridged_->leg : self->a_leg_);
   }
   SipRequestPtr request = relay->request;
   bool to_callee = relay->to_callee, is_invite = relay->is_invite;
@@ -271,6 +264,20 @@ int B2bCall::on_relay_response(nta_outgoing_magic_t* magic, nta_outgoing_t* orq,
     }
   }
   return 0;
+}
+
+void B2bCall::send_ack(nta_leg_t* leg) {
+  if (nta_outgoing_t* ack = nta_outgoing_tcreate(leg, ignore_response, nullptr, nullptr, SIP_METHOD_ACK, nullptr, TAG_END()))
+    nta_outgoing_destroy(ack);
+}
+
+void B2bCall::fail_dial(int code, const std::string& reason) {
+  last_failure_code_ = code;
+  last_failure_reason_ = reason;
+  DialResult r;
+  r.code = code;
+  r.reason = reason;
+  finish_dial(r);
 }
 
 void B2bCall::send_bye(nta_leg_t* leg) {

@@ -111,6 +111,9 @@ class B2bCall {
   static int on_relay_response(nta_outgoing_magic_t* magic, nta_outgoing_t* orq, const sip_t* sip);
   void end_bridge(const char* ended_by, bool send_bye_to_caller, bool send_bye_to_callee);
   void send_bye(nta_leg_t* leg);
+  static void send_ack(nta_leg_t* leg);  // ACK for a 2xx on that dialog
+  // Ends the dial attempt without an answer: remembers why and tells the waiting script.
+  void fail_dial(int code, const std::string& reason);
   void finish_dial(DialResult result);
   std::string our_contact() const;
 

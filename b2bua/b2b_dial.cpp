@@ -15,13 +15,6 @@ namespace relais {
 
 namespace {
 
-int ignore_response(nta_outgoing_magic_t*, nta_outgoing_t*, const sip_t*) { return 0; }
-
-void send_ack(nta_leg_t* leg) {
-  if (nta_outgoing_t* ack = nta_outgoing_tcreate(leg, ignore_response, nullptr, nullptr, SIP_METHOD_ACK, nullptr, TAG_END()))
-    nta_outgoing_destroy(ack);
-}
-
 // Which failure the caller should hear when several forks fail: a 6xx or busy beats a
 // generic error (RFC 3261 §16.7 picks similarly).
 int failure_rank(int code) {
@@ -53,12 +46,7 @@ bool B2bCall::dial(DialPlan plan, DialOptions options, std::function<void(const 
     if (!c.dialing_) return;
     if (!error.empty()) {
       log_error("call.media_failed").kv("call", c.id_).kv("call_id", c.call_id_).kv("error", error);
-      c.last_failure_code_ = 503;
-      c.last_failure_reason_ = "Media Relay Unavailable";
-      DialResult r;
-      r.code = 503;
-      r.reason = c.last_failure_reason_;
-      return c.finish_dial(r);
+      return c.fail_dial(503, "Media Relay Unavailable");
     }
     c.b_offer_sdp_ = sdp;
     c.media_offered_ = true;

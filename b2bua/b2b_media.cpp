@@ -102,12 +102,7 @@ void B2bCall::relay_response_to_caller(BLeg& leg, const sip_t* sip) {
     if (c.bridged_) c.send_bye(c.bridged_->leg);
     c.finished_ = true;
     c.invite_->respond(503, "Media Relay Unavailable");
-    DialResult r;
-    r.code = 503;
-    r.reason = "Media Relay Unavailable";
-    c.last_failure_code_ = 503;
-    c.last_failure_reason_ = r.reason;
-    c.finish_dial(r);
+    c.fail_dial(503, "Media Relay Unavailable");
   });
 }
 
