@@ -26,6 +26,7 @@ from relais_process import *  # noqa: F401,F403,E402
 from sipp_tools import *  # noqa: F401,F403,E402
 from peers import *  # noqa: F401,F403,E402
 from relais_media import *  # noqa: F401,F403,E402
+from baresip_phone import *  # noqa: F401,F403,E402
 
 # Underscore names are not covered by `import *`; these stay reachable as h._name.
 from harness_core import (_children, _cleanup, _kill_children, _register_child,  # noqa: F401,E402

@@ -2,87 +2,40 @@
 second baresip account with a wrong password ends up with no binding."""
 
 import os
-import signal
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import relais_harness as h  # noqa: E402
 
-MODULE_PATH = "/usr/lib/baresip/modules"
 
-
-class Baresip:
+class Baresip(h.BaresipProcess):
     """One headless baresip with its own config dir, SIP port and account."""
 
     def __init__(self, name, user, password, relais_port):
-        self.name = name
-        self.dir = h.make_tempdir("baresip-" + name)
+        super().__init__(name)
         self.sip_port = h.free_port()
         rtp = h.free_port(tcp=False)
-        with open(os.path.join(self.dir, "config"), "w") as f:
-            f.write("\n".join([
-                "poll_method\t\tepoll",
-                "sip_listen\t\t127.0.0.1:%d" % self.sip_port,
-                "net_interface\t\t127.0.0.1",
-                "rtp_ports\t\t%d-%d" % (rtp, rtp + 10),
-                "module_path\t\t%s" % MODULE_PATH,
-                "module\t\t\tg711.so",
-                "module_app\t\taccount.so",
-                "",
-            ]))
         # To/AoR host = relais's listen IP: relais serves it as user@domain.
-        with open(os.path.join(self.dir, "accounts"), "w") as f:
-            f.write("<sip:%s@127.0.0.1:%d;transport=udp>;auth_pass=%s;regint=600\n" % (
-                user, relais_port, password))
-        self.log_path = os.path.join(self.dir, "baresip.log")
-        self.proc = None
-
-    def start(self):
-        self.logf = open(self.log_path, "wb")
-        self.proc = h.popen(["timeout", "-s", "INT", "-k", "5", "40", "baresip", "-f", self.dir],
-                            stdin=subprocess.DEVNULL, stdout=self.logf, stderr=subprocess.STDOUT)
-        return self
-
-    def log_text(self):
-        with open(self.log_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGINT)
-                self.proc.wait(timeout=5)
-            except (subprocess.TimeoutExpired, ProcessLookupError):
-                try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                self.proc.wait(timeout=5)
-        if self.proc:
-            self.logf.close()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *a):
-        self.stop()
-        return False
+        h.write_baresip_files(self.dir, [
+            "poll_method\t\tepoll",
+            "sip_listen\t\t127.0.0.1:%d" % self.sip_port,
+            "net_interface\t\t127.0.0.1",
+            "rtp_ports\t\t%d-%d" % (rtp, rtp + 10),
+            "module_path\t\t%s" % h.MODULE_PATH,
+            "module\t\t\tg711.so",
+            "module_app\t\taccount.so",
+        ], "<sip:%s@127.0.0.1:%d;transport=udp>;auth_pass=%s;regint=600" % (user, relais_port, password))
 
 
-def registered_line(text):
-    for line in text.splitlines():
-        if "200 OK" in line and "binding" in line:
-            return line
-    return None
+registered_line = h.registered_line
 
 
 def test(checks):
     h.require_tool("baresip")
     h.require_tool("timeout")
-    if not os.path.isdir(MODULE_PATH):
-        h.fail("baresip modules not found at %s (package baresip-core)" % MODULE_PATH)
+    if not os.path.isdir(h.MODULE_PATH):
+        h.fail("baresip modules not found at %s (package baresip-core)" % h.MODULE_PATH)
     # baresip 1.0.0 (libre's sip auth) walks every WWW-Authenticate header and fails the whole
     # registration with ENOSYS ("Register: Function not implemented") as soon as one of them is
     # not MD5 — even when an MD5 challenge is also offered. Phones like it need an MD5-only realm.

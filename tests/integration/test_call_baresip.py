@@ -5,10 +5,8 @@ ends (sndfile dumps), and the hang-up closes the call on both sides."""
 import json
 import math
 import os
-import signal
 import socket
 import struct
-import subprocess
 import sys
 import time
 import wave
@@ -16,7 +14,6 @@ import wave
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import relais_harness as h  # noqa: E402
 
-MODULE_PATH = "/usr/lib/baresip/modules"
 CALL_SECONDS = 3
 
 SCRIPT = r"""
@@ -55,12 +52,12 @@ def wav_stats(path):
     return n / 8000.0, rms
 
 
-class Phone:
+class Phone(h.BaresipProcess):
     """One headless baresip: its own config dir, SIP port, RTP range, ctrl_tcp port, tone."""
 
     def __init__(self, name, user, relais, freq):
-        self.name, self.user = name, user
-        self.dir = h.make_tempdir("baresip-" + name)
+        super().__init__(name)
+        self.user = user
         self.sip_port = h.free_port()
         self.ctrl_port = h.free_port(udp=False)
         rtp = h.free_port(tcp=False)
@@ -68,45 +65,29 @@ class Phone:
         write_tone(self.tone, freq)
         self.snd_dir = os.path.join(self.dir, "snd")
         os.makedirs(self.snd_dir)
-        with open(os.path.join(self.dir, "config"), "w") as f:
-            f.write("\n".join([
-                "poll_method\t\tepoll",
-                "sip_listen\t\t127.0.0.1:%d" % self.sip_port,
-                "net_interface\t\t127.0.0.1",
-                "rtp_ports\t\t%d-%d" % (rtp, rtp + 20),
-                "audio_source\t\taufile,%s" % self.tone,
-                "audio_player\t\taubridge,null",
-                "audio_alert\t\taubridge,null",
-                "snd_path\t\t%s" % self.snd_dir,
-                "ctrl_tcp_listen\t\t127.0.0.1:%d" % self.ctrl_port,
-                "module_path\t\t%s" % MODULE_PATH,
-                "module\t\t\tg711.so",
-                "module\t\t\taufile.so",
-                "module\t\t\taubridge.so",
-                "module\t\t\tsndfile.so",
-                "module_app\t\taccount.so",
-                "module_app\t\tmenu.so",
-                "module_app\t\tctrl_tcp.so",
-                "",
-            ]))
-        with open(os.path.join(self.dir, "accounts"), "w") as f:
-            f.write("<sip:%s@127.0.0.1:%d;transport=udp>;auth_pass=%s;answermode=auto;"
-                    "regint=600\n" % (user, relais.port, h.user_password(user)))
-        self.log_path = os.path.join(self.dir, "baresip.log")
-        self.proc = None
+        h.write_baresip_files(self.dir, [
+            "poll_method\t\tepoll",
+            "sip_listen\t\t127.0.0.1:%d" % self.sip_port,
+            "net_interface\t\t127.0.0.1",
+            "rtp_ports\t\t%d-%d" % (rtp, rtp + 20),
+            "audio_source\t\taufile,%s" % self.tone,
+            "audio_player\t\taubridge,null",
+            "audio_alert\t\taubridge,null",
+            "snd_path\t\t%s" % self.snd_dir,
+            "ctrl_tcp_listen\t\t127.0.0.1:%d" % self.ctrl_port,
+            "module_path\t\t%s" % h.MODULE_PATH,
+            "module\t\t\tg711.so",
+            "module\t\t\taufile.so",
+            "module\t\t\taubridge.so",
+            "module\t\t\tsndfile.so",
+            "module_app\t\taccount.so",
+            "module_app\t\tmenu.so",
+            "module_app\t\tctrl_tcp.so",
+        ], "<sip:%s@127.0.0.1:%d;transport=udp>;auth_pass=%s;answermode=auto;regint=600" % (
+            user, relais.port, h.user_password(user)))
         self.sock = None
         self.buf = b""
         self.events = []
-
-    def start(self):
-        self.logf = open(self.log_path, "wb")
-        self.proc = h.popen(["timeout", "-s", "INT", "-k", "5", "40", "baresip", "-f", self.dir],
-                            stdin=subprocess.DEVNULL, stdout=self.logf, stderr=subprocess.STDOUT)
-        return self
-
-    def log_text(self):
-        with open(self.log_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
 
     def connect(self, timeout=5):
         deadline = time.monotonic() + timeout
@@ -170,39 +151,19 @@ class Phone:
     def stop(self):
         if self.sock:
             self.sock.close()
-        if self.proc and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGINT)
-                self.proc.wait(timeout=5)
-            except (subprocess.TimeoutExpired, ProcessLookupError):
-                try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                self.proc.wait(timeout=5)
-        if self.proc:
-            self.logf.close()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *a):
-        self.stop()
-        return False
+            self.sock = None
+        super().stop()
 
 
 def registered(phone):
-    for line in phone.log_text().splitlines():
-        if "200 OK" in line and "binding" in line:
-            return line
-    return None
+    return phone.registered_line()
 
 
 def test(checks):
     h.require_tool("baresip")
     h.require_tool("timeout")
-    if not os.path.isdir(MODULE_PATH):
-        h.fail("baresip modules not found at %s (package baresip-core)" % MODULE_PATH)
+    if not os.path.isdir(h.MODULE_PATH):
+        h.fail("baresip modules not found at %s (package baresip-core)" % h.MODULE_PATH)
     # baresip 1.0.0 fails on any non-MD5 challenge, even beside an MD5 one (CLIENT-NOTES.md).
     config = {"auth": {"algorithms": ["MD5"]},
               "calls": {"authenticate": True, "unknown_sources": "allow", "no_answer_timeout": 15}}
