@@ -128,6 +128,7 @@ int B2bCall::on_a_invite_event(nta_incoming_magic_t* magic, nta_incoming_t*, con
       self->finished_ = true;
       self->invite_->respond(SIP_487_REQUEST_TERMINATED);
       log_info("call.cancelled").kv("call", self->id_).kv("call_id", self->call_id_);
+      self->notify(Event::ended);
       self->fail_dial(487, "Request Terminated");
     }
   }
@@ -159,6 +160,11 @@ int B2bCall::leg_request(BLeg* from_b, nta_incoming_t* irq, const sip_t* sip) {
     } else if (answered_ && !finished_) {
       end_bridge(from_b ? "callee" : "caller", from_b != nullptr, from_b == nullptr);
     }
+    return complete_in_callback(request);
+  }
+  if (!from_b && method == sip_method_info) info_digits(sip);
+  if (!from_b && local_answer_ && !bridged && !finished_) {
+    local_request(request);
     return complete_in_callback(request);
   }
   if (!answered_ || finished_ || !bridged || (from_b && from_b != bridged)) {
@@ -294,6 +300,12 @@ void B2bCall::end_bridge(const char* ended_by, bool bye_caller, bool bye_callee)
   if (bye_callee)
     if (BLeg* b = bridged_leg()) send_bye(b->leg);
   log_info("call.hangup").kv("call", id_).kv("call_id", call_id_).kv("by", ended_by);
+  notify(Event::ended);
+  if (dialing_ && !bridged_leg()) {
+    // A locally answered caller hung up while its transfer was still ringing.
+    cancel_other_legs(nullptr);
+    return fail_dial(487, "Request Terminated");
+  }
   DialResult r;
   r.answered = true;
   r.code = 200;

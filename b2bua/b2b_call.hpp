@@ -47,6 +47,7 @@ class B2bCall {
 
   uint64_t id() const { return id_; }
   const std::string& call_id() const { return call_id_; }
+  std::string caller_tag() const;  // the caller's From tag (the relay's from-tag for its side)
   const SipRequestPtr& invite() const { return invite_; }
   // The caller's INVITE as text once the message itself was released, else empty.
   const std::string& invite_text() const { return invite_text_; }
@@ -68,6 +69,17 @@ class B2bCall {
 
   // The media relay found the call dead (no RTP): hang up both sides.
   void media_timeout();
+
+  // Answers the caller with relais itself as the far end (menus, voicemail): the media stays
+  // anchored on the relay, which plays to and records from the caller. `done(error)` runs once
+  // ("" = answered). A later dial() bridges the caller to the callee without a new answer.
+  void answer_locally(std::function<void(const std::string& error)> done);
+  bool answered_locally() const { return local_answer_; }
+
+  // What the engine hears about the call besides dial results: the call ended (either side or
+  // the script), a dial from a locally answered call got bridged, a digit arrived by SIP INFO.
+  enum class Event { ended, bridged, info_digit };
+  void set_observer(std::function<void(Event, const std::string& digit)> observer) { observer_ = std::move(observer); }
 
   bool answered() const { return answered_; }
   bool finished() const { return finished_; }  // A side has a final answer and no bridge is up
@@ -122,9 +134,15 @@ class B2bCall {
   void media_request(const char* command, const std::string& from_tag, const std::string& to_tag,
                      const std::string& sdp, SdpDone done);
   void media_delete();
-  std::string caller_tag() const;
   static std::string payload_of(const sip_t* sip);
   void relay_response_to_caller(BLeg& leg, const sip_t* sip);
+
+  // Locally answered calls (b2b_local.cpp)
+  void local_request(const SipRequestPtr& request);
+  void info_digits(const sip_t* sip);
+  void notify(Event event, const std::string& digit = "") {
+    if (observer_) observer_(event, digit);
+  }
 
   // B side (b2b_dial.cpp)
   void start_stage();
@@ -170,6 +188,11 @@ class B2bCall {
   bool media_used_ = false;    // a session exists on the relay (delete it at the end)
   int last_failure_code_ = 0;
   std::string last_failure_reason_;
+  bool local_answer_ = false;  // relais answered the caller itself (answer_locally)
+  bool local_answering_ = false;
+  int local_pt_ = 0, local_event_pt_ = -1;  // the codec (and telephone-event) of that answer
+  std::string local_sdp_;      // our answer as the caller saw it (repeated to a bare re-INVITE)
+  std::function<void(Event, const std::string&)> observer_;
 };
 
 }  // namespace relais

@@ -27,7 +27,8 @@ int failure_rank(int code) {
 }  // namespace
 
 bool B2bCall::dial(DialPlan plan, DialOptions options, std::function<void(const DialResult&)> done) {
-  if (dialing_ || answered_ || finished_ || plan.empty()) return false;
+  // A locally answered caller (menu, voicemail) can still be bridged to a callee.
+  if (dialing_ || (answered_ && !local_answer_) || bridged_ || finished_ || plan.empty()) return false;
   plan_ = std::move(plan);
   options_ = std::move(options);
   dial_done_ = std::move(done);
@@ -195,17 +196,23 @@ void B2bCall::b_answered(BLeg& leg, const sip_t* sip) {
   send_ack(leg.leg);
   leg.answered = true;
   leg.remote_tag = sip->sip_to && sip->sip_to->a_tag ? sip->sip_to->a_tag : "";
-  if (answered_ || finished_ || caller_gone_) {
+  if (bridged_ || (answered_ && !local_answer_) || finished_ || caller_gone_) {
     // Another fork won, or the caller left while this 2xx was on its way.
     send_bye(leg.leg);
     return;
   }
+  bool was_local = local_answer_;
   answered_ = true;
   bridged_ = &leg;
   evtimer_del(stage_timer_);
   cancel_other_legs(&leg);
+  // To a locally answered caller this only re-points the relay at the callee: the caller's
+  // INVITE was answered by us already.
   relay_response_to_caller(leg, sip);
-  engine_.call_answered();
+  if (was_local)
+    notify(Event::bridged);
+  else
+    engine_.call_answered();
   log_info("call.answered").kv("call", id_).kv("call_id", call_id_).kv("target", leg.target);
   // The INVITE client transaction holds our request and this 2xx (~4 KiB) for the whole call;
   // once ACKed it has nothing more to do. nta does not touch it after this callback returns,
@@ -225,7 +232,7 @@ void B2bCall::b_failed(BLeg& leg, int status, const char* phrase) {
       last_failure_reason_ = reason ? reason : "";
     }
   }
-  if (answered_ || finished_) return;
+  if (bridged_ || (answered_ && !local_answer_) || finished_) return;
   for (auto& b : b_legs_)
     if (!b->failed && !b->answered) return;  // others still ringing
   stage_failed();

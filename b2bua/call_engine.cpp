@@ -90,7 +90,45 @@ bool CallEngine::start_media(std::string& error) {
     }
     loop_.kick();
   });
+  ng_->on_notification([this](const std::string& command, const bencode::Value& message) {
+    media_notification(command, message);
+    loop_.kick();
+  });
   return true;
+}
+
+void CallEngine::media_notification(const std::string& command, const bencode::Value& message) {
+  std::string call_id = message.get_string("call-id");
+  std::string from_tag = message.get_string("from-tag");
+  for (auto& [id, ctx] : calls_) {
+    if (ctx->done || !ctx->call || !ctx->media || ctx->call->call_id() != call_id) continue;
+    // Only the caller's side: a bridged callee's digits are the callee's business.
+    if (!from_tag.empty() && from_tag != ctx->call->caller_tag()) continue;
+    if (command == "dtmf") {
+      std::string digit = message.get_string("digit");
+      log_info("call.dtmf").kv("call", id).kv("call_id", call_id).kv("digit", digit).kv("source", message.get_string("source", "rfc4733"));
+      ctx->media->digit(digit);
+    } else if (command == "playback-done") {
+      ctx->media->playback_done();
+    } else if (command == "silence") {
+      ctx->media->silence();
+    }
+    return;
+  }
+}
+
+void CallEngine::call_event(uint64_t call_id, B2bCall::Event event, const std::string& digit) {
+  Context* ctx = context_of(call_id);
+  if (!ctx || !ctx->media) return;
+  switch (event) {
+    case B2bCall::Event::ended:
+      return ctx->media->caller_gone();
+    case B2bCall::Event::bridged:
+      return ctx->media->stop_playback();
+    case B2bCall::Event::info_digit:
+      log_info("call.dtmf").kv("call", call_id).kv("call_id", ctx->call->call_id()).kv("digit", digit).kv("source", "info");
+      return ctx->media->digit(digit);
+  }
 }
 
 const TrunkConfig* CallEngine::trunk(const std::string& name) const {
@@ -210,6 +248,7 @@ void CallEngine::start_call(const SipRequestPtr& request, const std::string& aut
       .kv("src", request->source().to_string()).kv("trunk", from_trunk);
   Context& c = *ctx;
   calls_[id] = std::move(ctx);
+  c.call->set_observer([this, id](B2bCall::Event event, const std::string& digit) { call_event(id, event, digit); });
 
   ScriptStatePtr script = script_.current();
   if (!script || !script->has_hook("on_invite")) return default_route(id);
@@ -421,6 +460,8 @@ void CallEngine::finish(uint64_t call_id) {
     ctx.timer = nullptr;
   }
   if (ctx.script && ctx.co_ref != -2) luaL_unref(ctx.script->lua(), LUA_REGISTRYINDEX, ctx.co_ref);
+  if (ctx.script && ctx.dtmf_hook_ref != -2) luaL_unref(ctx.script->lua(), LUA_REGISTRYINDEX, ctx.dtmf_hook_ref);
+  ctx.media.reset();  // before the call: its stop-recording request names the call's relay session
   log_info("call.end").kv("call", call_id).kv("call_id", ctx.call ? ctx.call->call_id() : "")
       .kv("answered", ctx.call && ctx.call->answered() ? "true" : "false");
   --counters_.active;

@@ -14,6 +14,7 @@
 
 #include "authenticator.hpp"
 #include "b2b_call.hpp"
+#include "call_media.hpp"
 #include "config.hpp"
 #include "location_store.hpp"
 #include "ng_client.hpp"
@@ -75,6 +76,12 @@ class CallEngine {
   // Resumes the call's coroutine from the loop (never from inside the verb that yielded).
   void resume_later(uint64_t call_id, std::function<int(lua_State* co)> push_results);
   void sleep(uint64_t call_id, double seconds);
+  // Answers the call with relais as the far end and gives it a CallMedia (lua_media.cpp).
+  void answer_locally(uint64_t call_id);
+  // The prompt file for `name` in `language` ("" when there is none); a path is kept as is.
+  std::string resolve_prompt(const std::string& name, const std::string& language) const;
+  // Runs the call's on_dtmf function; true = it asked to interrupt the waiting verb.
+  bool digit_hook(uint64_t call_id, const std::string& digit);
 
  private:
   void start_call(const SipRequestPtr& request, const std::string& auth_user, const std::string& from_trunk = "");
@@ -86,6 +93,8 @@ class CallEngine {
   static void push_call_table(lua_State* co, const Context& ctx);  // lua_call.cpp
   std::string normalize_aor(const std::string& aor_or_user) const;
   static void on_deferred(int, short, void* arg);
+  void media_notification(const std::string& command, const bencode::Value& message);
+  void call_event(uint64_t call_id, B2bCall::Event event, const std::string& digit);
 
   Config cfg_;
   EventLoop& loop_;
@@ -113,6 +122,8 @@ struct CallEngine::Context {
   std::function<int(lua_State*)> pending;  // results waiting for resume_later
   std::string auth_user;
   std::string from_trunk;     // trunk name when the INVITE came from a trunk's address
+  std::unique_ptr<CallMedia> media;  // once the script answered the call itself
+  int dtmf_hook_ref = -2;     // call:on_dtmf(fn) in the registry (LUA_NOREF)
 };
 
 }  // namespace relais

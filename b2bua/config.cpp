@@ -246,6 +246,7 @@ void read_config(lua_State* L, Config& cfg) {
   top.string("log_level", level);
   if (!level.empty() && !parse_log_level(level, cfg.log_level)) top.fail("log_level", "expected debug, info, warn or error");
   top.string("domain", cfg.domain);
+  top.string("lua_path", cfg.lua_path);
   if (cfg.domain.empty()) top.fail("domain", "must not be empty");
   top.list("aliases", cfg.aliases);
 
@@ -297,6 +298,7 @@ void read_config(lua_State* L, Config& cfg) {
     store.integer("redis_db", cfg.store.redis_db, 0, 1024);
     store.string("prefix", cfg.store.redis_prefix);
     store.integer("flush_ms", cfg.store.sqlite_flush_ms, 1, 60000);
+    store.string("kv_path", cfg.kv_path);
     top.leave();
   }
 
@@ -317,6 +319,16 @@ void read_config(lua_State* L, Config& cfg) {
     media.string("ng", cfg.media.ng);
     media.integer("timeout_ms", cfg.media.timeout_ms, 50, 10000);
     media.integer("attempts", cfg.media.attempts, 1, 10);
+    top.leave();
+  }
+
+  if (top.enter("prompts")) {
+    TableReader prompts(L, "prompts.");
+    prompts.string("dir", cfg.prompts.dir);
+    prompts.string("language", cfg.prompts.language);
+    if (cfg.prompts.language.empty() || cfg.prompts.language.size() > 16 ||
+        cfg.prompts.language.find_first_of("/.") != std::string::npos)
+      prompts.fail("language", "expected a language code such as en or fr");
     top.leave();
   }
 

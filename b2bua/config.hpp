@@ -44,6 +44,12 @@ struct CallSettings {
   int no_answer_timeout = 30;                // default dial timeout, seconds
 };
 
+// Media services: where prompts live and which language a call starts in.
+struct PromptSettings {
+  std::string dir = "var/prompts";  // <dir>/<lang>/<name>.wav; <dir>/custom/<lang>/ wins
+  std::string language = "en";
+};
+
 // An operator trunk: where to send, how to authenticate, and which sources are the operator.
 struct TrunkConfig {
   std::string name;
@@ -83,6 +89,9 @@ struct Config {
   StoreSettings store;
   CallSettings calls;
   MediaSettings media;
+  PromptSettings prompts;
+  std::string kv_path = "var/relais-kv.db";  // voicemail metadata, PINs, MWI counts (store.kv_path)
+  std::string lua_path;  // extra package.path entries (";"-separated patterns) for require()
   std::map<std::string, TrunkConfig> trunks;
   std::map<std::string, UserConfig> users;
   std::string script_path;  // resolved; empty when no script

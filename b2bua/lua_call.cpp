@@ -8,14 +8,12 @@
 
 #include <lua.hpp>
 
-#include "call_engine.hpp"
+#include "lua_call.hpp"
 #include "log.hpp"
 
 namespace relais {
 
-namespace {
-
-constexpr const char* kCallMeta = "relais.call";
+namespace luacall {
 
 CallEngine* engine_of(lua_State* L) {
   auto* engine = static_cast<CallEngine*>(lua_touserdata(L, lua_upvalueindex(1)));
@@ -38,6 +36,19 @@ CallEngine::Context& call_arg(lua_State* L, CallEngine* engine) {
 void require_own_coroutine(lua_State* L, const CallEngine::Context& ctx, const char* verb) {
   if (L != ctx.co) luaL_error(L, "%s: must be called from the call's own on_invite coroutine", verb);
 }
+
+void set_closure(lua_State* L, const char* name, lua_CFunction fn, CallEngine* engine) {
+  lua_pushlightuserdata(L, engine);
+  lua_pushcclosure(L, fn, 1);
+  lua_setfield(L, -2, name);
+}
+
+}  // namespace luacall
+
+namespace {
+
+using namespace luacall;
+constexpr const char* kCallMeta = "relais.call";
 
 void set_str(lua_State* L, const char* key, const char* value) {
   if (!value) return;
@@ -269,12 +280,6 @@ int relais_sleep(lua_State* L) {
   return lua_yield(L, 0);
 }
 
-void set_closure(lua_State* L, const char* name, lua_CFunction fn, CallEngine* engine) {
-  lua_pushlightuserdata(L, engine);
-  lua_pushcclosure(L, fn, 1);
-  lua_setfield(L, -2, name);
-}
-
 }  // namespace
 
 void CallEngine::install_api(lua_State* L, CallEngine* engine) {
@@ -286,6 +291,14 @@ void CallEngine::install_api(lua_State* L, CallEngine* engine) {
   set_closure(L, "redirect", call_redirect, engine);
   set_closure(L, "hangup", call_hangup, engine);
   set_closure(L, "header", call_header, engine);
+  install_media_verbs(L, engine);
+  // Lua helpers (say_digits, gather ... in scripts/relais/call.lua) add methods to this table.
+  lua_getglobal(L, "relais");
+  if (lua_istable(L, -1)) {
+    lua_pushvalue(L, -2);
+    lua_setfield(L, -2, "call_methods");
+  }
+  lua_pop(L, 1);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
 
@@ -296,6 +309,14 @@ void CallEngine::install_api(lua_State* L, CallEngine* engine) {
   lua_getglobal(L, "relais");
   if (lua_istable(L, -1)) set_closure(L, "sleep", relais_sleep, engine);
   lua_pop(L, 1);
+
+  // The shipped call helpers; a missing or broken library must not stop the script loading.
+  lua_getglobal(L, "require");
+  lua_pushstring(L, "relais.call");
+  if (lua_pcall(L, 1, 0, 0) != 0) {
+    log_warn("script.library_missing").kv("module", "relais.call").kv("error", lua_error_text(L));
+    lua_pop(L, 1);
+  }
 }
 
 void CallEngine::push_call_table(lua_State* co, const Context& ctx) {

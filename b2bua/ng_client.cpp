@@ -114,9 +114,12 @@ void NgClient::received(const char* data, size_t len) {
     return;
   }
   if (const bencode::Value* command = value->find("command")) {
-    // A request from the relay: our own `timeout` notification for a dead call.
+    // A request from the relay: a `timeout` notification for a dead call, or one of
+    // relais-media's media events (dtmf, playback-done, silence).
     if (command->is_string() && command->str == "timeout" && timeout_handler_)
       timeout_handler_(value->get_string("call-id"), value->get_string("from-tag"));
+    else if (command->is_string() && notification_handler_)
+      notification_handler_(command->str, *value);
     bencode::Value ok = bencode::Value::make_dict();
     ok["result"] = bencode::Value::string("ok");
     std::string reply = cookie + " " + bencode::encode(ok);

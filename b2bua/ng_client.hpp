@@ -27,6 +27,8 @@ class NgClient {
   using Reply = std::function<void(const std::string& error, const bencode::Value& reply)>;
   // A relay reported a dead call (idle timeout): call-id and from-tag.
   using TimeoutHandler = std::function<void(const std::string& call_id, const std::string& from_tag)>;
+  // Any other notification the relay sends (relais-media: dtmf, playback-done, silence).
+  using NotificationHandler = std::function<void(const std::string& command, const bencode::Value& message)>;
 
   NgClient(event_base* base, MediaSettings settings);
   ~NgClient();
@@ -35,6 +37,7 @@ class NgClient {
 
   bool start(std::string& error);
   void on_timeout(TimeoutHandler handler) { timeout_handler_ = std::move(handler); }
+  void on_notification(NotificationHandler handler) { notification_handler_ = std::move(handler); }
 
   // Sends `request` (a dict with "command"); `done` runs exactly once, from the loop.
   void request(bencode::Value request, Reply done);
@@ -66,6 +69,7 @@ class NgClient {
   std::string cookie_prefix_;
   std::map<std::string, Pending> pending_;
   TimeoutHandler timeout_handler_;
+  NotificationHandler notification_handler_;
   bool up_ = true;
   bool ever_answered_ = false;
   bool down_logged_ = false;

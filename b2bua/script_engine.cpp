@@ -1,6 +1,8 @@
 // script_engine.cpp — loading the routing script and calling its hooks safely.
 #include "script_engine.hpp"
 
+#include <filesystem>
+
 #include "log.hpp"
 
 namespace relais {
@@ -61,6 +63,21 @@ void set_string(lua_State* L, const char* key, const std::string& value) {
 
 }  // namespace
 
+// require("relais.voicemail") finds the shipped library whether relais runs from the build
+// tree or an install; the script's own directory comes first so a site can override a module.
+static void set_package_path(lua_State* L, const std::string& script, const std::string& extra) {
+  std::string dir = std::filesystem::path(script).parent_path().string();
+  std::string path = (dir.empty() ? std::string(".") : dir) + "/?.lua;";
+  if (!extra.empty()) path += extra + ";";
+  path += std::string(RELAIS_SCRIPTS_DIR) + "/?.lua";
+  lua_getglobal(L, "package");
+  if (lua_istable(L, -1)) {
+    lua_pushstring(L, path.c_str());
+    lua_setfield(L, -2, "path");
+  }
+  lua_pop(L, 1);
+}
+
 void arm_instruction_limit(lua_State* L) { lua_sethook(L, instruction_limit_hook, LUA_MASKCOUNT, kInstructionLimit); }
 void disarm_instruction_limit(lua_State* L) { lua_sethook(L, nullptr, 0, 0); }
 
@@ -78,6 +95,7 @@ bool ScriptEngine::load(const std::string& path, std::string& error) {
   lua_pushstring(L, RELAIS_VERSION);
   lua_setfield(L, -2, "version");
   lua_setglobal(L, "relais");
+  set_package_path(L, path, lua_path_);
   if (installer_) installer_(L);
 
   lua_pushcfunction(L, lua_traceback_handler);

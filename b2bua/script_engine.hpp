@@ -65,6 +65,9 @@ class ScriptEngine {
   // script's top level runs.
   using ApiInstaller = std::function<void(lua_State*)>;
   void set_api_installer(ApiInstaller installer) { installer_ = std::move(installer); }
+  // Extra require() patterns ("dir/?.lua;..."), searched after the script's own directory and
+  // before the shipped library (scripts/: relais.ivr, relais.voicemail ...).
+  void set_lua_path(std::string patterns) { lua_path_ = std::move(patterns); }
 
   // Loads `path` into a fresh state and runs its top level. On failure the previous state (if
   // any) stays in place and `error` holds "file:line: message".
@@ -80,6 +83,7 @@ class ScriptEngine {
  private:
   ScriptStatePtr current_;
   ApiInstaller installer_;
+  std::string lua_path_;
   uint64_t generations_ = 0;
 };
 
