@@ -56,6 +56,9 @@ bool B2bCall::accept_leg() {
   nta_leg_server_route(a_leg_, sip->sip_record_route, sip->sip_contact);
   nta_incoming_bind(invite_->irq(), on_a_invite_event, reinterpret_cast<nta_incoming_magic_t*>(this));
   caller_tag_ = sip->sip_from && sip->sip_from->a_tag ? sip->sip_from->a_tag : "";
+  const url_t* from = sip->sip_from ? sip->sip_from->a_url : nullptr;
+  caller_user_ = from && from->url_user ? from->url_user : "";
+  caller_display_ = sip->sip_from && sip->sip_from->a_display ? sip->sip_from->a_display : "";
   caller_facing_host_ = sip->sip_request->rq_url->url_host ? sip->sip_request->rq_url->url_host : "";
   return true;
 }

@@ -166,6 +166,7 @@ class B2bCall {
   // ACK): our Contact toward the caller, the caller's tag (ng from-tag), and the INVITE as text
   // for call:header().
   std::string caller_tag_;
+  std::string caller_user_, caller_display_;  // the caller's From, for the B legs' From
   std::string caller_facing_host_;
   std::string invite_text_;
   nta_leg_t* a_leg_ = nullptr;

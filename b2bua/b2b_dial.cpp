@@ -90,7 +90,6 @@ bool B2bCall::start_leg(const std::string& target) {
   }
 
   su_home_t home[1] = {SU_HOME_INIT(home)};
-  const sip_t* sip = invite_->sip();
   url_t* hop = url_make(home, (leg->route.empty() ? leg->request_uri : leg->route).c_str());
   if (!hop || (hop->url_type != url_sip && hop->url_type != url_sips) || !hop->url_host) {
     su_home_deinit(home);
@@ -105,9 +104,9 @@ bool B2bCall::start_leg(const std::string& target) {
 
   // Topology hiding: a new Call-ID and From tag, the caller's identity under our domain, no
   // Via/Record-Route/Contact of leg A.
-  const url_t* caller = sip->sip_from ? sip->sip_from->a_url : nullptr;
-  std::string user = options_.caller_id.empty() ? (caller && caller->url_user ? caller->url_user : "anonymous") : options_.caller_id;
-  std::string display = sip->sip_from && sip->sip_from->a_display ? sip->sip_from->a_display : "";
+  // (From the copies kept at accept time: a locally answered call released its INVITE.)
+  std::string user = options_.caller_id.empty() ? (caller_user_.empty() ? "anonymous" : caller_user_) : options_.caller_id;
+  const std::string& display = caller_display_;
   std::string from = (display.empty() ? "" : display + " ") + "<sip:" + user + "@" + from_host + ">";
   std::string to = "<" + leg->request_uri + ">";
   leg->leg = nta_leg_tcreate(engine_.agent(), on_leg_request, reinterpret_cast<nta_leg_magic_t*>(this),
@@ -128,7 +127,10 @@ bool B2bCall::start_leg(const std::string& target) {
 }
 
 bool B2bCall::send_invite(BLeg& leg, const std::string& authorization, bool proxy_auth) {
-  const sip_t* sip = invite_->sip();
+  // After a local answer the caller's INVITE is gone (released on its ACK); the B offer then
+  // comes from the relay and no caller header is copied.
+  static const sip_t no_invite{};
+  const sip_t* sip = invite_->sip() ? invite_->sip() : &no_invite;
   std::string extra;
   for (const auto& [name, value] : options_.headers) extra += name + ": " + value + "\r\n";
   bool auth = !authorization.empty();

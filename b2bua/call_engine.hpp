@@ -29,6 +29,7 @@ namespace relais {
 
 class EventLoop;
 class SipStack;
+class KvStore;
 
 struct CallCounters {
   uint64_t started = 0;
@@ -51,6 +52,9 @@ class CallEngine {
   NgClient* media() const { return ng_.get(); }
   void set_config(const Config& cfg) { cfg_ = cfg; }
   const CallCounters& counters() const { return counters_; }
+  // The store behind relais.kv (voicemail metadata ...); set before the script loads.
+  void set_kv(KvStore* kv) { kv_ = kv; }
+  KvStore* kv() const { return kv_; }
 
   // For B2bCall
   nta_agent_t* agent() const;
@@ -106,6 +110,7 @@ class CallEngine {
   std::map<uint64_t, std::unique_ptr<Context>> calls_;
   std::unique_ptr<NgClient> ng_;
   CallCounters counters_;
+  KvStore* kv_ = nullptr;
 };
 
 // Per-call state of the engine: the call, the script generation it runs in, its coroutine.

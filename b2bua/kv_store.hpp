@@ -13,6 +13,8 @@
 #include <utility>
 #include <vector>
 
+struct lua_State;
+
 namespace relais {
 
 class KvStore {
@@ -44,5 +46,8 @@ class KvStore {
   std::string path_;
   std::map<std::string, std::string> data_;
 };
+
+// Adds relais.kv (get/set/delete/scan) to a script state; kv may be null (relais --check).
+void install_kv_api(lua_State* L, KvStore* kv);
 
 }  // namespace relais

@@ -8,6 +8,7 @@
 
 #include <lua.hpp>
 
+#include "kv_store.hpp"
 #include "lua_call.hpp"
 #include "log.hpp"
 
@@ -308,6 +309,14 @@ void CallEngine::install_api(lua_State* L, CallEngine* engine) {
 
   lua_getglobal(L, "relais");
   if (lua_istable(L, -1)) set_closure(L, "sleep", relais_sleep, engine);
+  lua_pop(L, 1);
+
+  install_kv_api(L, engine ? engine->kv() : nullptr);
+  lua_getglobal(L, "relais");
+  if (lua_istable(L, -1)) {
+    lua_pushstring(L, engine ? engine->config().prompts.language.c_str() : "en");
+    lua_setfield(L, -2, "default_language");
+  }
   lua_pop(L, 1);
 
   // The shipped call helpers; a missing or broken library must not stop the script loading.

@@ -6,90 +6,14 @@ directions. The relay is then restarted and a new call flows again; with relais-
 call (no RTP) is torn down with a BYE to both legs."""
 
 import os
-import signal
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import relais_harness as h  # noqa: E402
+from media_tools import Capture, Relay  # noqa: E402
 
 MIN_PACKETS = 50  # the call lasts 3 s of a 20 ms stream: ~100-150 each way seen on these ports
-
-
-class Capture:
-    """tshark on loopback for the given UDP ports; flows() counts packets per (src, dst) port."""
-
-    def __init__(self, ports):
-        h.require_tool("tshark")
-        self.path = os.path.join(h.make_tempdir("capture"), "media.pcap")
-        flt = " or ".join("udp port %d" % p for p in ports)
-        self.proc = h.popen(["timeout", "-s", "INT", "60", "tshark", "-q", "-i", "lo", "-f", flt, "-w", self.path],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if os.path.exists(self.path) and os.path.getsize(self.path) > 0:
-                time.sleep(0.3)
-                return
-            if self.proc.poll() is not None:
-                h.fail("tshark exited: %s" % self.proc.stderr.read().decode("utf-8", "replace"))
-            time.sleep(0.05)
-        h.fail("tshark did not start capturing")
-
-    def flows(self):
-        time.sleep(0.3)
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        out = subprocess.run(["tshark", "-r", self.path, "-T", "fields", "-e", "udp.srcport", "-e", "udp.dstport"],
-                             capture_output=True, text=True, timeout=30).stdout
-        counts = {}
-        for line in out.splitlines():
-            parts = line.split()
-            if len(parts) == 2:
-                key = (int(parts[0]), int(parts[1]))
-                counts[key] = counts.get(key, 0) + 1
-        return counts
-
-
-class Relay:
-    """relais-media or rtpengine on a free ng port and a private RTP port range."""
-
-    def __init__(self, kind, ng_port, ports):
-        self.kind, self.ng_port, self.ports = kind, ng_port, ports
-        self.workdir = h.make_tempdir("relay-" + kind)
-        self.proc = None
-
-    def start(self, timeout=2):
-        lo, hi = self.ports
-        if self.kind == "rtpengine":
-            h.require_tool("rtpengine")
-            argv = ["rtpengine", "--table=-1", "-f", "-E", "--listen-ng=127.0.0.1:%d" % self.ng_port,
-                    "--interface=127.0.0.1", "--port-min=%d" % lo, "--port-max=%d" % hi, "--num-threads=1",
-                    # Its CLI port defaults to 2224: another rtpengine on the machine would clash.
-                    "--listen-cli=127.0.0.1:%d" % h.free_port(udp=False),
-                    "--log-level=6", "--delete-delay=0"]
-        else:
-            binary = os.environ.get("RELAIS_MEDIA_BIN") or os.path.join(os.path.dirname(h.relais_bin()), "relais-media")
-            if not os.path.exists(binary):
-                h.fail("relais-media binary not found at %s" % binary)
-            argv = [binary, "--ng", "127.0.0.1:%d" % self.ng_port, "--address", "127.0.0.1", "--ports",
-                    "%d-%d" % (lo, hi), "--workers", "1", "--timeout", str(timeout)]
-        self.log = open(os.path.join(self.workdir, "relay.log"), "ab")
-        self.proc = h.popen(argv, cwd=self.workdir, stdout=self.log, stderr=self.log)
-        h.wait_until(lambda: h.udp_port_bound(self.ng_port), timeout=10, what="%s listening" % self.kind)
-        return self
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.proc = None
 
 
 def media_call(relais, relay, uas_port):
