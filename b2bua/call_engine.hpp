@@ -30,6 +30,7 @@ namespace relais {
 class EventLoop;
 class SipStack;
 class KvStore;
+class MailSender;
 
 struct CallCounters {
   uint64_t started = 0;
@@ -55,6 +56,9 @@ class CallEngine {
   // The store behind relais.kv (voicemail metadata ...); set before the script loads.
   void set_kv(KvStore* kv) { kv_ = kv; }
   KvStore* kv() const { return kv_; }
+  // The SMTP sender behind relais.mail (null when mail.smtp is not configured).
+  void set_mail(MailSender* mail) { mail_ = mail; }
+  MailSender* mail() const { return mail_; }
 
   // For B2bCall
   nta_agent_t* agent() const;
@@ -111,6 +115,7 @@ class CallEngine {
   std::unique_ptr<NgClient> ng_;
   CallCounters counters_;
   KvStore* kv_ = nullptr;
+  MailSender* mail_ = nullptr;
 };
 
 // Per-call state of the engine: the call, the script generation it runs in, its coroutine.

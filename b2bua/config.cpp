@@ -332,6 +332,19 @@ void read_config(lua_State* L, Config& cfg) {
     top.leave();
   }
 
+  if (top.enter("mail")) {
+    TableReader mail(L, "mail.");
+    mail.string("smtp", cfg.mail.smtp_url);
+    if (!cfg.mail.smtp_url.empty() && cfg.mail.smtp_url.rfind("smtp://", 0) != 0 && cfg.mail.smtp_url.rfind("smtps://", 0) != 0)
+      mail.fail("smtp", "expected smtp://host:port or smtps://host:port");
+    mail.string("from", cfg.mail.from);
+    mail.string("username", cfg.mail.username);
+    mail.string("password", cfg.mail.password);
+    mail.boolean("starttls", cfg.mail.starttls);
+    mail.integer("timeout", cfg.mail.timeout_seconds, 1, 600);
+    top.leave();
+  }
+
   if (top.enter("http")) {
     TableReader http(L, "http.");
     http.string("listen", cfg.http_listen);

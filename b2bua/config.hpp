@@ -10,6 +10,7 @@
 #include "location_store.hpp"
 #include "ng_client.hpp"
 #include "log.hpp"
+#include "mail_sender.hpp"
 
 namespace relais {
 
@@ -90,6 +91,7 @@ struct Config {
   CallSettings calls;
   MediaSettings media;
   PromptSettings prompts;
+  MailSettings mail;  // mail.smtp empty = no e-mail (relais.mail.send reports it)
   std::string kv_path = "var/relais-kv.db";  // voicemail metadata, PINs, MWI counts (store.kv_path)
   std::string lua_path;  // extra package.path entries (";"-separated patterns) for require()
   std::map<std::string, TrunkConfig> trunks;

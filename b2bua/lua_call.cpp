@@ -10,6 +10,7 @@
 
 #include "kv_store.hpp"
 #include "lua_call.hpp"
+#include "mail_sender.hpp"
 #include "log.hpp"
 
 namespace relais {
@@ -312,6 +313,7 @@ void CallEngine::install_api(lua_State* L, CallEngine* engine) {
   lua_pop(L, 1);
 
   install_kv_api(L, engine ? engine->kv() : nullptr);
+  install_mail_api(L, engine ? engine->mail() : nullptr);
   lua_getglobal(L, "relais");
   if (lua_istable(L, -1)) {
     lua_pushstring(L, engine ? engine->config().prompts.language.c_str() : "en");
