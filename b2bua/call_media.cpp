@@ -109,6 +109,16 @@ void CallMedia::tone(const std::string& name, int duration_ms, bool interrupt, D
   start_playback(std::move(req), interrupt, Kind::play, std::move(done));
 }
 
+void CallMedia::start_tone(const std::string& name, int duration_ms) {
+  bencode::Value req = base_request("play media");
+  req["tone"] = bencode::Value::string(name);
+  if (duration_ms > 0) req["duration"] = bencode::Value::integer(duration_ms);
+  std::string id = call_id_;
+  request(std::move(req), [id](const std::string& error, const bencode::Value&) {
+    if (!error.empty()) log_warn("media.tone_failed").kv("call_id", id).kv("error", error);
+  });
+}
+
 void CallMedia::stop_playback() {
   if (wait_.kind == Kind::play) {
     wait_.playing = false;

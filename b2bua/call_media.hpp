@@ -48,6 +48,9 @@ class CallMedia {
   void record(const std::string& path, int max_seconds, int silence_seconds, Done done);
   // The next digit: from the buffer, or the first to arrive within `timeout_seconds`.
   void wait_digit(double timeout_seconds, Done done);
+  // Starts a tone and returns at once (ringback while a transfer rings): the next playback,
+  // stop_playback() or a bridged callee ends it.
+  void start_tone(const std::string& name, int duration_ms);
   // Sends DTMF to the caller (RFC 4733 when negotiated). Fire and forget.
   void send_dtmf(const std::string& digits);
   // Stops whatever plays to the caller (e.g. a ringback tone once a dial is answered).

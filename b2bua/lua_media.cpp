@@ -141,7 +141,7 @@ int call_play(lua_State* L) {
   return lua_yield(L, 0);
 }
 
-// call:tone("ringback" | "busy" | "beep" | "dial", { duration = seconds, interrupt = })
+// call:tone("ringback" | "busy" | "beep" | "dial", { duration = seconds, interrupt =, wait = })
 int call_tone(lua_State* L) {
   CallEngine* engine = engine_of(L);
   CallEngine::Context& ctx = call_arg(L, engine);
@@ -153,6 +153,10 @@ int call_tone(lua_State* L) {
   int opts = lua_istable(L, 3) ? 3 : 0;
   double seconds = opt_number(L, opts, "duration", 0, 0, 3600, "tone");
   bool interrupt = opt_bool(L, opts, "interrupt", false);
+  if (!opt_bool(L, opts, "wait", true)) {
+    media.start_tone(name, static_cast<int>(seconds * 1000));
+    return 0;
+  }
   uint64_t id = ctx.id;
   media.tone(name, static_cast<int>(seconds * 1000), interrupt,
              [engine, id](const MediaOutcome& o) { resume_with_outcome(engine, id, o); });

@@ -70,6 +70,13 @@ return {
   -- phones send RTP to each other directly.
   media = { mode = "relay", ng = "127.0.0.1:2223" },
 
+  -- Prompts spoken at build time into var/prompts/{en,fr}; a WAV in var/prompts/custom/<lang>/
+  -- replaces the prompt of the same name.
+  prompts = { dir = "var/prompts", language = "en" },
+
+  -- Voicemail to e-mail (SMTP from a worker thread). Uncomment with your mail server.
+  -- mail = { smtp = "smtp://127.0.0.1:25", from = "Voicemail <voicemail@office.example>", starttls = true },
+
   -- /health, /metrics (Prometheus) and /v1/registrations?aor=...; keep it off the internet.
   http = { listen = "127.0.0.1:8089" },
 

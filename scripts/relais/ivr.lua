@@ -42,6 +42,9 @@ local function act(call, menu, key, option, ctx, depth)
   end
   if option.dial then
     log(call, "key=" .. key .. " action=dial target=" .. tostring(option.dial))
+    -- The caller was answered by the menu: it hears ringback while the transfer rings
+    -- (stopped by relais the moment the callee answers).
+    call:tone("ringback", { wait = false })
     local r = call:dial(option.dial, { timeout = option.timeout or 20, caller_id = option.caller_id })
     if not r.answered and option.fallback then
       return act(call, menu, key, option.fallback, ctx, depth)
