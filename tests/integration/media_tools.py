@@ -152,8 +152,9 @@ def read_pcap_udp(path):
 
 class RtpPcap:
     """An RTP stream for sipp's play_pcap_audio: 20 ms PCMU frames of audio or silence, and
-    RFC 4733 digits in place of audio while they last. sipp replays the packets at their pcap
-    times from its own media port (addresses here are placeholders it rewrites)."""
+    RFC 4733 digits in place of audio while they last. sipp replays the packets from its own
+    media port (addresses here are placeholders it rewrites) back to back at 20 ms — it does
+    not keep gaps between packets, so a late start needs silence frames before it."""
 
     def __init__(self, pt=0, event_pt=101):
         self.pt, self.event_pt = pt, event_pt

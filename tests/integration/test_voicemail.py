@@ -17,7 +17,7 @@ import math
 import os
 import sqlite3
 import sys
-import wave
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import relais_harness as h  # noqa: E402
@@ -80,17 +80,31 @@ def call_with_pcap(relais, work, name, pcap, service, caller, hold_ms, uas_port=
     packets = cap.packets()
     if ru.rc != 0 or any(r.rc != 0 for r in rs):
         h.fail("the %s call failed:\n%s" % (name, h.call_report(ru, rs)))
+    sent = [t for t, src, _, _ in packets if src == caller_mp]
+    got = [t for t, _, dst, _ in packets if dst == caller_mp]
+    if sent and got:
+        h.log("%s: caller sent %d packets from +%.2f s to +%.2f s; received %d from +%.2f s to +%.2f s"
+              % (name, len(sent), sent[0] - got[0], sent[-1] - got[0], len(got), 0, got[-1] - got[0]))
     return mt.rtp_payloads_to(packets, caller_mp, pt=0)
 
 
-def expect_summary(phone, waiting, counts, what):
-    n = phone.wait_notify(timeout=8)
-    if n is None:
-        h.fail("%s: no NOTIFY" % what)
-    s = mwi_phone.summary_of(n)
-    h.log("%s: NOTIFY %s" % (what, s))
-    if s.get("messages-waiting") != waiting or not s.get("voice-message", "").startswith(counts):
-        h.fail("%s: expected Messages-Waiting: %s (%s), got %s" % (what, waiting, counts, s))
+def expect_summary(phone, waiting, counts, what, timeout=8.0):
+    """Waits for a NOTIFY with these counts in the current subscription (the old one's
+    "terminated" NOTIFY may still be queued after a restart; listening to a message sends 0/1
+    before deleting it sends 0/0)."""
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        n = phone.wait_notify(timeout=max(0.1, deadline - time.monotonic()),
+                              call_id=phone.dialog["call_id"] if phone.dialog else None)
+        if n is None:
+            break
+        s = mwi_phone.summary_of(n)
+        h.log("%s: NOTIFY %s" % (what, s))
+        seen.append(s)
+        if s.get("messages-waiting") == waiting and s.get("voice-message", "").startswith(counts):
+            return
+    h.fail("%s: expected Messages-Waiting: %s (%s), got %s" % (what, waiting, counts, seen or "no NOTIFY"))
 
 
 def test(checks):
@@ -126,9 +140,10 @@ def test(checks):
 
             def deposit():
                 pcap = mt.RtpPcap()
-                # Nothing before the tone: the greeting and the beep play first (answer happens
-                # once the 2 s dial timed out; sipp starts the pcap at the answer).
-                pcap.t = greeting + 0.4 + 1.2
+                # Silence while the greeting and the beep play (sipp starts the pcap at the answer,
+                # once the 2 s dial timed out; it replays a pcap without its gaps), the tone just
+                # after the recording starts.
+                pcap.silence(greeting + 0.4 + 0.05)
                 pcap.audio(mt.sine(TONE_HZ, TONE_SECONDS))
                 hold = int((pcap.t + 0.3) * 1000)
                 call_with_pcap(relais, work, "deposit", pcap, "101", "100", hold, uas_port=uas_port)
@@ -168,6 +183,8 @@ def test(checks):
                 relais.restart()
                 relais.wait_log("event=media.relay_up", timeout=10, what="relay health ping")
                 phone.dialog = None
+                phone.pump(0.5)
+                phone.notifies = []
                 r = phone.subscribe()
                 if r is None or r.status != 200:
                     h.fail("SUBSCRIBE after restart: %s" % (r.summary() if r else "no answer"))
