@@ -347,9 +347,28 @@ Content-Length: 0
 """
 
 
-def pcap_call_scenario(path, pcap, hold_ms, auth=False):
+_INFO = """INFO [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+[routes]
+Max-Forwards: 70
+From: "Caller [caller]" <sip:[caller]@[domain]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[domain]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: %(cseq)d INFO
+Contact: <sip:[caller]@[local_ip]:[local_port]>
+Content-Type: application/dtmf-relay
+Content-Length: [len]
+
+Signal=%(digit)s
+Duration=160
+"""
+
+
+def pcap_call_scenario(path, pcap, hold_ms, auth=False, infos=()):
     """A sipp caller (PCMU + telephone-event) that plays `pcap` once answered, hangs up after
-    hold_ms, and accepts an early BYE from relais instead. auth: answer a 407 with -au/-ap."""
+    hold_ms, and accepts an early BYE from relais instead. auth: answer a 407 with -au/-ap.
+    infos: [(pause ms, digit)] sent as SIP INFO (application/dtmf-relay) one after another
+    (then hold_ms counts from the last one)."""
     def send(text, retrans=True):
         return '<send%s><![CDATA[\n\n%s]]></send>\n' % (' retrans="500"' if retrans else "", text)
     parts = ['<?xml version="1.0" encoding="ISO-8859-1" ?>\n<scenario name="pcap caller">\n']
@@ -366,6 +385,11 @@ def pcap_call_scenario(path, pcap, hold_ms, auth=False):
     parts.append('<recv response="200" rrs="true"/>\n')
     parts.append(send(_IN_DIALOG % {"method": "ACK", "cseq": cseq}, retrans=False))
     parts.append('<nop><action><exec play_pcap_audio="%s"/></action></nop>\n' % pcap)
+    for pause_ms, digit in infos:
+        cseq += 1
+        parts.append('<pause milliseconds="%d"/>\n' % pause_ms)
+        parts.append(send(_INFO % {"cseq": cseq, "digit": digit}))
+        parts.append('<recv response="200"/>\n')
     # Either we hang up after hold_ms, or relais does first (its BYE is answered and we end).
     parts.append('<recv request="BYE" timeout="%d" ontimeout="hangup" optional="false"/>\n' % hold_ms)
     parts.append(send("SIP/2.0 200 OK\n[last_Via:]\n[last_From:]\n[last_To:]\n[last_Call-ID:]\n[last_CSeq:]\n"

@@ -107,6 +107,31 @@ def test(checks):
 
             checks.run("a sipp caller walks the menu with RFC 4733 digits to the support desk", walk_menu)
 
+            def walk_menu_with_info():
+                # The same walk with SIP INFO digits (phones without RFC 4733).
+                pcap = mt.RtpPcap()
+                pcap.silence(12.0)
+                pcap_path = pcap.write(os.path.join(work, "silence.pcap"))
+                scenario = mt.pcap_call_scenario(os.path.join(work, "info.xml"), pcap_path, hold_ms=6000,
+                                                 infos=[(1500, "2"), (2500, "1")])
+                mark = relais.log_mark()
+                uas = h.sipp_uas("call_uas_answer.xml", port=uas_port, timeout=30)
+                uac = h.start_sipp("%s:%d" % relais.addr(), scenario,
+                                   ["-i", "127.0.0.1", "-p", str(h.free_port()), "-mp", str(h.free_media_port()),
+                                    "-m", "1", "-s", "ivr", "-key", "caller", "100", "-key", "domain", h.DOMAIN],
+                                   timeout=30)
+                ru, (rs,) = h.finish_call(uac, [uas])
+                if ru.rc != 0 or rs.rc != 0:
+                    h.fail("the IVR call with INFO digits failed:\n%s" % h.call_report(ru, [rs]))
+                invite = h.sipp_first(rs, "received", method="INVITE")
+                if not invite or "sip:support@" not in invite.first_line:
+                    h.fail("INFO digits did not lead to the support desk")
+                text = "\n".join(relais.log_since(mark))
+                if "source=info" not in text or "key=1 action=dial" not in text:
+                    h.fail("relais did not take the INFO digits:\n%s" % text[-1500:])
+
+            checks.run("the same menu walked with SIP INFO digits", walk_menu_with_info)
+
     finally:
         relay.stop()
 

@@ -205,9 +205,30 @@ def test(checks):
                     h.fail("pressing 7 did not delete the message file")
                 expect_summary(phone, "no", "0/0", "after the deletion")
 
+            def pin_login_and_change():
+                # Caller 100 opens box 101: box number, a wrong PIN (refused), the right one, then
+                # 8 to change the PIN — all typed ahead, which the menus must keep in order.
+                mark = relais.log_mark()
+                pcap = mt.RtpPcap()
+                pcap.silence(1.0)
+                for d in "101#" "9999#" "4321#" "8" "5678#":
+                    pcap.digit(d)
+                    pcap.silence(0.25)
+                pcap.silence(8.0)
+                call_with_pcap(relais, work, "pin", pcap, "vm", "100", 12000)
+                text = "\n".join(relais.log_since(mark))
+                if "login box=101" not in text or "pin changed box=101" not in text:
+                    h.fail("PIN login / change not logged:\n%s" % text[-2000:])
+                with sqlite3.connect(os.path.join(work, "kv.db")) as db:
+                    row = db.execute("SELECT value FROM kv WHERE key = 'vm/101/pin'").fetchone()
+                if not row or bytes(row[0]) != b"5678":
+                    h.fail("the new PIN was not stored: %r" % (row,))
+
             checks.run("deposit after no answer: WAV length, store record, MWI yes, e-mail with the WAV", deposit)
             checks.run("after a restart the retrieval menu plays the message; 7 deletes it, MWI no",
                        retrieval_after_restart)
+            checks.run("another phone logs in with box number and PIN (a wrong one refused) and changes the PIN",
+                       pin_login_and_change)
             phone.close()
     finally:
         relay.stop()
