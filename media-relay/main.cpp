@@ -10,7 +10,9 @@
 #include <thread>
 #include <vector>
 
+#include "media_events.hpp"
 #include "media_log.hpp"
+#include "media_services.hpp"
 #include "ng_commands.hpp"
 #include "ng_control.hpp"
 #include "options.hpp"
@@ -67,11 +69,16 @@ int main(int argc, char** argv) {
     return 1;
   }
   try {
-    RelayEngine engine(opts.address, opts.port_min, opts.port_max, opts.workers, 256);
+    // Declaration order is shutdown order reversed: the media services finalise recordings
+    // while sessions and workers still exist; workers stop before the event queue goes.
+    MediaEventQueue events;
+    RelayEngine engine(opts.address, opts.port_min, opts.port_max, opts.workers, 256, &events);
     SessionManager sessions(engine, opts.address);
-    NgCommands commands(sessions);
+    MediaServices media(sessions, engine, &events);
+    NgCommands commands(sessions, &media);
     NgControl control(commands);
-    NgServer server(std::move(ng), control, sessions, static_cast<int64_t>(opts.timeout_s) * 1'000'000'000);
+    NgServer server(std::move(ng), control, sessions, static_cast<int64_t>(opts.timeout_s) * 1'000'000'000, &media,
+                    events.fd());
     Log(LogLevel::info, "ready").kv("ng", opts.ng).kv("address", opts.address)
         .kv("ports", std::to_string(opts.port_min) + "-" + std::to_string(opts.port_max))
         .kv("workers", opts.workers).kv("timeout", opts.timeout_s).kv("version", RELAIS_MEDIA_VERSION);

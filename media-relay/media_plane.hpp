@@ -11,6 +11,8 @@
 #include <optional>
 #include <string>
 
+#include "media_command.hpp"
+
 namespace relais::media {
 
 // Where one side of a stream receives: from its SDP until the worker latches its real source.
@@ -19,6 +21,12 @@ struct SideSpec {
   sockaddr_in rtcp{};
   bool rtcp_mux = false;  // this side sends and expects RTCP on its RTP port
   uint32_t clock_rate = 8000;
+  // For the media services (its own SDP's numbering): the first PCMU/PCMA format, and the
+  // telephone-event type. -1 = none.
+  int16_t g711_pt = -1;
+  bool g711_alaw = false;
+  int16_t te_pt = -1;
+  uint32_t te_rate = 8000;
 };
 
 struct PairSpec {
@@ -41,6 +49,9 @@ struct SideCounters {
   std::atomic<uint32_t> jitter{0};        // RFC 3550 A.8, in RTP timestamp units
   std::atomic<uint32_t> latched_ip{0};    // network order; 0 = not latched
   std::atomic<uint16_t> latched_port{0};
+  std::atomic<uint64_t> dtmf_keys{0};     // DTMF keys detected from this side
+  std::atomic<uint64_t> dtmf_dropped{0};  // ... and not notified (rate limit)
+  std::atomic<uint64_t> suppressed{0};    // not forwarded: we were playing to the other side
 };
 
 struct PairStats {
@@ -62,6 +73,11 @@ class MediaPlane {
   virtual std::optional<PairHandle> create_pair(const PairSpec& spec, std::string& error) = 0;
   virtual void update_pair(uint64_t id, const PairSpec& spec) = 0;
   virtual void release_pair(uint64_t id) = 0;
+  // Media services on the pair (play, DTMF, record). Planes without them ignore it.
+  virtual void media_command(uint64_t id, MediaCommand cmd) {
+    (void)id;
+    (void)cmd;
+  }
 };
 
 }  // namespace relais::media

@@ -9,6 +9,8 @@
 #include <cctype>
 
 #include "media_log.hpp"
+#include "media_services.hpp"
+#include "ng_media.hpp"
 #include "udp_socket.hpp"
 
 namespace relais::media {
@@ -20,6 +22,7 @@ constexpr size_t kMaxIdLength = 256;  // call-id / tags: bounded before they bec
 
 struct Ctx {
   SessionManager& sessions;
+  MediaServices* media;
   const sockaddr_in& from;
   int64_t now_ns;
 };
@@ -49,14 +52,7 @@ bool string_list(const Value& req, const char* key, std::vector<std::string>& ou
   return true;
 }
 
-std::string required_id(const Value& req, const char* key, std::string& out) {
-  const Value* v = req.find(key);
-  if (!v) return std::string("missing ") + key;
-  if (!v->is_string() || v->str.empty()) return std::string("bad ") + key;
-  if (v->str.size() > kMaxIdLength) return std::string(key) + " too long";
-  out = v->str;
-  return "";
-}
+std::string required_id(const Value& req, const char* key, std::string& out) { return ng_required_id(req, key, out); }
 
 std::string read_offer_answer(const Value& req, const Ctx& ctx, bool answer, OfferAnswer& oa) {
   if (auto e = required_id(req, "call-id", oa.call_id); !e.empty()) return e;
@@ -152,6 +148,14 @@ std::string cmd_query(Ctx& ctx, const Value& req, Value& reply) {
   const Call* call = ctx.sessions.find(call_id);
   if (!call) return "Unknown call-id";
   NgCommands::call_stats(*call, reply, ctx.now_ns);
+  // Ours: what the media services are doing on the call.
+  Value playing = Value::make_list();
+  for (int side = 0; side < 2; ++side)
+    if (call->playing[side]) playing.list.push_back(Value::string(call->tag[side]));
+  Value media = Value::make_dict();
+  media["playing"] = std::move(playing);
+  media["recording"] = Value::string(ctx.media ? ctx.media->recording_path(*call) : "");
+  reply["media"] = std::move(media);
   return "";
 }
 
@@ -165,6 +169,12 @@ std::string cmd_list(Ctx& ctx, const Value& req, Value& reply) {
   return "";
 }
 
+template <std::string (*F)(MediaServices&, const Value&, Value&)>
+std::string media_verb(Ctx& ctx, const Value& req, Value& reply) {
+  if (!ctx.media) return "media services unavailable";
+  return F(*ctx.media, req, reply);
+}
+
 struct Verb {
   const char* name;
   std::string (*handler)(Ctx&, const Value&, Value&);
@@ -172,6 +182,11 @@ struct Verb {
 constexpr Verb kVerbs[] = {
     {"ping", cmd_ping},     {"offer", cmd_offer}, {"answer", cmd_answer},
     {"delete", cmd_delete}, {"query", cmd_query}, {"list", cmd_list},
+    {"play media", media_verb<ng_play_media>},
+    {"stop media", media_verb<ng_stop_media>},
+    {"play DTMF", media_verb<ng_play_dtmf>},
+    {"start recording", media_verb<ng_start_recording>},
+    {"stop recording", media_verb<ng_stop_recording>},
 };
 
 Value endpoint(uint32_t ip, uint16_t port) {
@@ -187,6 +202,15 @@ Value endpoint(uint32_t ip, uint16_t port) {
 }
 
 }  // namespace
+
+std::string ng_required_id(const Value& req, const char* key, std::string& out) {
+  const Value* v = req.find(key);
+  if (!v) return std::string("missing ") + key;
+  if (!v->is_string() || v->str.empty()) return std::string("bad ") + key;
+  if (v->str.size() > kMaxIdLength) return std::string(key) + " too long";
+  out = v->str;
+  return "";
+}
 
 void NgCommands::call_stats(const Call& call, Value& reply, int64_t now_ns) {
   int64_t totals[2][3] = {};  // RTP, RTCP × packets, bytes, errors
@@ -236,6 +260,9 @@ void NgCommands::call_stats(const Call& call, Value& reply, int64_t now_ns) {
       f["rtcp-packets"] = Value::integer(rtcp_packets);
       f["rtcp-bytes"] = Value::integer(rtcp_bytes);
       f["forwarded"] = Value::integer(ld(c.forwarded));
+      f["suppressed"] = Value::integer(ld(c.suppressed));
+      f["dtmf-keys"] = Value::integer(ld(c.dtmf_keys));
+      f["dtmf-dropped"] = Value::integer(ld(c.dtmf_dropped));
       f["dropped"] = Value::integer(dropped);
       f["expected"] = Value::integer(ld(c.expected));
       f["lost"] = Value::integer(ld(c.lost));
@@ -282,7 +309,7 @@ Value NgCommands::execute(const Value& request, const sockaddr_in& from, int64_t
     if (!verb) {
       error = "Unrecognized command";
     } else {
-      Ctx ctx{sessions_, from, now_ns};
+      Ctx ctx{sessions_, media_, from, now_ns};
       error = verb->handler(ctx, request, reply);
       if (error.empty() && !reply.find("result")) reply["result"] = Value::string("ok");
     }

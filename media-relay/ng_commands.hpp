@@ -12,9 +12,15 @@
 
 namespace relais::media {
 
+class MediaServices;
+
+// A required call-id/tag-like string key, bounded in length; "" or the error text.
+std::string ng_required_id(const bencode::Value& req, const char* key, std::string& out);
+
 class NgCommands {
  public:
-  explicit NgCommands(SessionManager& sessions) : sessions_(sessions) {}
+  // media: the play/DTMF/record verbs; without it they answer "media services unavailable".
+  explicit NgCommands(SessionManager& sessions, MediaServices* media = nullptr) : sessions_(sessions), media_(media) {}
   // One decoded request dict from `from` → the reply dict.
   bencode::Value execute(const bencode::Value& request, const sockaddr_in& from, int64_t now_ns);
   // The statistics of a call as query and delete report them (also used for the timeout log).
@@ -24,6 +30,7 @@ class NgCommands {
 
  private:
   SessionManager& sessions_;
+  MediaServices* media_;
 };
 
 }  // namespace relais::media

@@ -10,6 +10,7 @@
 #include <cerrno>
 
 #include "media_log.hpp"
+#include "media_services.hpp"
 
 namespace relais::media {
 
@@ -117,17 +118,39 @@ std::string NgControl::timeout_notification(const ExpiredCall& call) {
          bencode::encode(v);
 }
 
-NgServer::NgServer(Fd socket, NgControl& control, SessionManager& sessions, int64_t timeout_ns)
-    : socket_(std::move(socket)), control_(control), sessions_(sessions), timeout_ns_(timeout_ns), buf_(65536, '\0') {}
+std::string NgControl::notification(const bencode::Value& v) {
+  return "relais-media-" + v.get_string("command") + "-" + std::to_string(getpid()) + "-" +
+         std::to_string(++notify_seq_) + " " + bencode::encode(v);
+}
+
+NgServer::NgServer(Fd socket, NgControl& control, SessionManager& sessions, int64_t timeout_ns, MediaServices* media,
+                   int media_events_fd)
+    : socket_(std::move(socket)), control_(control), sessions_(sessions), timeout_ns_(timeout_ns), media_(media),
+      media_fd_(media_events_fd), buf_(65536, '\0') {
+  if (media_)
+    media_->set_notifier([this](const sockaddr_in& to, const bencode::Value& v) {
+      send_to(to, control_.notification(v));
+    });
+}
+
+NgServer::~NgServer() {
+  if (media_) media_->set_notifier(nullptr);
+}
+
+void NgServer::send_to(const sockaddr_in& to, const std::string& datagram) {
+  ::sendto(socket_.get(), datagram.data(), datagram.size(), MSG_DONTWAIT, reinterpret_cast<const sockaddr*>(&to),
+           sizeof to);
+}
 
 void NgServer::run(int signal_fd) {
   int64_t next_sweep = monotonic_ns() + 250'000'000;
   for (;;) {
-    pollfd fds[2] = {{socket_.get(), POLLIN, 0}, {signal_fd, POLLIN, 0}};
+    pollfd fds[3] = {{socket_.get(), POLLIN, 0}, {signal_fd, POLLIN, 0}, {media_fd_, POLLIN, 0}};
     // Rounded up: a truncated timeout would poll(0) in a busy loop for the last millisecond
     // before every sweep, on the core a worker may share.
     int64_t wait_ms = (next_sweep - monotonic_ns() + 999'999) / 1'000'000;
-    int n = ::poll(fds, 2, static_cast<int>(std::max<int64_t>(0, std::min<int64_t>(wait_ms, 1000))));
+    int n = ::poll(fds, media_ && media_fd_ >= 0 ? 3 : 2,
+                   static_cast<int>(std::max<int64_t>(0, std::min<int64_t>(wait_ms, 1000))));
     if (n < 0 && errno != EINTR) {
       Log(LogLevel::error, "ng.poll_failed").kv("errno", errno);
       return;
@@ -138,6 +161,7 @@ void NgServer::run(int signal_fd) {
       Log(LogLevel::info, "shutdown").kv("signal", r == sizeof si ? static_cast<int>(si.ssi_signo) : 0);
       return;
     }
+    if (n > 0 && (fds[2].revents & POLLIN)) media_->process_events();
     if (n > 0 && (fds[0].revents & POLLIN)) receive();
     int64_t now = monotonic_ns();
     if (now >= next_sweep) {
@@ -171,9 +195,7 @@ void NgServer::sweep(int64_t now_ns) {
     std::string note = control_.timeout_notification(e);
     Log(LogLevel::info, "call.timeout").kv("call-id", e.call_id).kv("from-tag", e.from_tag)
         .kv("idle-s", static_cast<long long>(e.idle_ns / 1'000'000'000)).kv("controller", format_addr(e.controller));
-    if (e.controller.sin_port != 0)
-      ::sendto(socket_.get(), note.data(), note.size(), MSG_DONTWAIT,
-               reinterpret_cast<const sockaddr*>(&e.controller), sizeof e.controller);
+    if (e.controller.sin_port != 0) send_to(e.controller, note);
   }
 }
 

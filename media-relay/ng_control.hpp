@@ -29,6 +29,8 @@ class NgControl {
   std::string handle(std::string_view datagram, const sockaddr_in& from, int64_t now_ns);
   // `<cookie> d7:call-id..7:command7:timeout8:from-tag..6:to-tag..e` for an expired call.
   std::string timeout_notification(const ExpiredCall& call);
+  // `relais-media-<command>-<pid>-<n> <bencoded dict>` for any notification dict.
+  std::string notification(const bencode::Value& v);
 
   size_t cache_entries() const { return cache_.size(); }
   size_t cache_bytes() const { return cache_bytes_; }
@@ -50,21 +52,31 @@ class NgControl {
   uint64_t junk_suppressed_ = 0;
 };
 
-// The control thread: the ng socket, a signalfd for SIGTERM/SIGINT, and the idle-timeout sweep.
+class MediaServices;
+
+// The control thread: the ng socket, a signalfd for SIGTERM/SIGINT, the idle-timeout sweep,
+// and the media services' event queue (notifications and recording blocks from the workers).
 class NgServer {
  public:
-  NgServer(Fd socket, NgControl& control, SessionManager& sessions, int64_t timeout_ns);
+  NgServer(Fd socket, NgControl& control, SessionManager& sessions, int64_t timeout_ns,
+           MediaServices* media = nullptr, int media_events_fd = -1);
+  ~NgServer();  // unhooks the media services' notifier (they outlive us to finish recordings)
+  NgServer(const NgServer&) = delete;
+  NgServer& operator=(const NgServer&) = delete;
   // Returns when SIGTERM/SIGINT arrives (they must be blocked in every thread beforehand).
   void run(int signal_fd);
 
  private:
   void receive();
   void sweep(int64_t now_ns);
+  void send_to(const sockaddr_in& to, const std::string& datagram);
 
   Fd socket_;
   NgControl& control_;
   SessionManager& sessions_;
   int64_t timeout_ns_;
+  MediaServices* media_;
+  int media_fd_;
   std::string buf_;
 };
 

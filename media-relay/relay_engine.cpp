@@ -5,9 +5,10 @@
 
 namespace relais::media {
 
-RelayEngine::RelayEngine(std::string address, uint16_t port_min, uint16_t port_max, int workers, size_t batch)
+RelayEngine::RelayEngine(std::string address, uint16_t port_min, uint16_t port_max, int workers, size_t batch,
+                         MediaEventQueue* events)
     : address_(std::move(address)), free_(static_cast<size_t>(workers)), load_(static_cast<size_t>(workers), 0) {
-  for (int i = 0; i < workers; ++i) workers_.push_back(std::make_unique<RelayWorker>(i, batch));
+  for (int i = 0; i < workers; ++i) workers_.push_back(std::make_unique<RelayWorker>(i, batch, events));
   uint32_t first = port_min + (port_min % 2);
   uint32_t k = 0;
   for (uint32_t p = first; p + 1 <= port_max; p += 2, ++k)
@@ -15,7 +16,9 @@ RelayEngine::RelayEngine(std::string address, uint16_t port_min, uint16_t port_m
   for (auto& w : workers_) w->start();
 }
 
-RelayEngine::~RelayEngine() {
+RelayEngine::~RelayEngine() { stop(); }
+
+void RelayEngine::stop() {
   for (auto& w : workers_) w->stop();
 }
 
@@ -81,6 +84,16 @@ void RelayEngine::update_pair(uint64_t id, const PairSpec& spec) {
   cmd.kind = WorkerCommand::Kind::update;
   cmd.id = id;
   cmd.spec = spec;
+  workers_[static_cast<size_t>(it->second.worker)]->post(std::move(cmd));
+}
+
+void RelayEngine::media_command(uint64_t id, MediaCommand media) {
+  auto it = pairs_.find(id);
+  if (it == pairs_.end()) return;
+  WorkerCommand cmd;
+  cmd.kind = WorkerCommand::Kind::media;
+  cmd.id = id;
+  cmd.media = std::move(media);
   workers_[static_cast<size_t>(it->second.worker)]->post(std::move(cmd));
 }
 

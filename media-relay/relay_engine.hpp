@@ -18,12 +18,17 @@ class RelayEngine final : public MediaPlane {
  public:
   // Ports [port_min, port_max]: every even port p with p+1 in range is one RTP/RTCP pair;
   // pair k belongs to worker k % workers, so a worker's ports never move.
-  RelayEngine(std::string address, uint16_t port_min, uint16_t port_max, int workers, size_t batch);
+  // events: where the workers' media services report (null: none).
+  RelayEngine(std::string address, uint16_t port_min, uint16_t port_max, int workers, size_t batch,
+              MediaEventQueue* events = nullptr);
   ~RelayEngine() override;
 
   std::optional<PairHandle> create_pair(const PairSpec& spec, std::string& error) override;
   void update_pair(uint64_t id, const PairSpec& spec) override;
   void release_pair(uint64_t id) override;
+  void media_command(uint64_t id, MediaCommand cmd) override;
+  // Stops and joins the workers (their last recording blocks are queued); idempotent.
+  void stop();
 
   int workers() const { return static_cast<int>(workers_.size()); }
   size_t active_pairs() const { return pairs_.size(); }

@@ -4,6 +4,8 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
+#include <climits>
 #include <cstring>
 
 #include "io_mmsg.hpp"
@@ -28,9 +30,11 @@ uint32_t rd32(const uint8_t* p) { return (uint32_t(p[0]) << 24) | (uint32_t(p[1]
 
 }  // namespace
 
-RelayWorker::RelayWorker(int index, size_t batch)
+RelayWorker::RelayWorker(int index, size_t batch, MediaEventQueue* events)
     : index_(index), batch_(batch), io_(std::make_unique<MmsgIo>(wake_.fd(), batch)),
-      by_port_(65536), in_(batch), out_(batch) {}
+      by_port_(65536), in_(batch), out_(batch), events_(events), gen_buf_(kGenBatch) {
+  gen_.reserve(kGenBatch);
+}
 
 RelayWorker::~RelayWorker() { stop(); }
 
@@ -53,15 +57,28 @@ void RelayWorker::post(WorkerCommand cmd) {
 void RelayWorker::run() {
   Log(LogLevel::debug, "worker.start").kv("worker", index_);
   while (!stop_.load(std::memory_order_relaxed)) {
-    RecvResult r = io_->recv_batch(in_, 1000);
+    // With media services running, wake up for the next frame (rounded up: waking early would
+    // poll(0) until the frame is due); the schedule itself is absolute, so no drift.
+    int timeout_ms = 1000;
+    if (!timers_.empty()) {
+      int64_t wait = timers_.top().first - monotonic_ns();
+      timeout_ms = wait <= 0 ? 0 : static_cast<int>(std::min<int64_t>(1000, (wait + 999'999) / 1'000'000));
+    }
+    RecvResult r = io_->recv_batch(in_, timeout_ms);
     if (r.woken) {
       wake_.drain();
       drain();
     }
-    if (r.count == 0) continue;
-    size_t out = forward(r.count, monotonic_ns());
-    if (out) io_->send_batch(std::span<const Packet>(out_.data(), out));
+    if (r.count > 0) {
+      size_t out = forward(r.count, monotonic_ns());
+      if (out) io_->send_batch(std::span<const Packet>(out_.data(), out));
+    }
+    if (!timers_.empty()) run_timers(monotonic_ns());
   }
+  // Apply what control posted last (releases), then end every recording still running:
+  // StreamMedia's destructor hands its last block to the control thread.
+  drain();
+  entries_.clear();
 }
 
 void RelayWorker::drain() {
@@ -116,10 +133,26 @@ void RelayWorker::apply(WorkerCommand& cmd) {
     return;
   }
   auto it = entries_.find(cmd.id);
-  if (it == entries_.end()) return;
+  if (it == entries_.end()) {
+    if (cmd.kind == WorkerCommand::Kind::media && cmd.media.kind == MediaCommand::Kind::record_stop && events_) {
+      // The pair is gone (its recording already ended): still answer the waiting control thread.
+      MediaEvent ev;
+      ev.kind = MediaEvent::Kind::record_block;
+      ev.pair_id = cmd.id;
+      ev.ref = cmd.media.ref;
+      ev.final = true;
+      events_->push(std::move(ev));
+    }
+    return;
+  }
   Entry& e = *it->second;
   if (cmd.kind == WorkerCommand::Kind::update) {
     apply_spec(e, cmd.spec);
+    return;
+  }
+  if (cmd.kind == WorkerCommand::Kind::media) {
+    media_of(e).apply(cmd.media, monotonic_ns());
+    schedule(e);
     return;
   }
   for (int k = 0; k < 4; ++k) {
@@ -182,6 +215,18 @@ size_t RelayWorker::forward(size_t count, int64_t now_ns) {
       c.expected.store(from.rx.expected(), std::memory_order_relaxed);
       c.lost.store(from.rx.lost(), std::memory_order_relaxed);
       c.jitter.store(from.rx.jitter(), std::memory_order_relaxed);
+      // Media services see the packet before the forwarding decision: what a side sends is
+      // recorded and DTMF-detected even when it has nowhere to go. Pairs without services and
+      // without telephone-event pay two compares.
+      uint8_t pt = p.data[1] & 0x7f;
+      if (e.media || pt == e.spec.side[s].te_pt || pt == e.spec.side[o].te_pt) {
+        media_packet(e, s, p, now_ns);
+        if (e.media->playing_to(o)) {
+          bump(c.suppressed, 1);
+          e.stats->last_packet_ns.store(now_ns, std::memory_order_relaxed);
+          continue;
+        }
+      }
     }
     e.stats->last_packet_ns.store(now_ns, std::memory_order_relaxed);
 
@@ -200,6 +245,70 @@ size_t RelayWorker::forward(size_t count, int64_t now_ns) {
     bump(c.forwarded, 1);
   }
   return out;
+}
+
+StreamMedia& RelayWorker::media_of(Entry& e) {
+  if (!e.media) e.media = std::make_unique<StreamMedia>(e.id, events_, e.stats.get());
+  return *e.media;
+}
+
+void RelayWorker::media_packet(Entry& e, int side, const Packet& p, int64_t now_ns) {
+  media_of(e).on_rtp(side, p.data, p.len, e.spec, now_ns);
+  schedule(e);
+}
+
+void RelayWorker::schedule(Entry& e) {
+  if (!e.media) return;
+  int64_t due = e.media->next_due();
+  if (due >= e.media_due) return;  // an earlier (or the same) wake-up is already queued
+  e.media_due = due;
+  timers_.emplace(due, e.id);
+}
+
+// Generated packets leave from the port facing the side that hears them, to that side's
+// latched (or SDP) address; a side without an address ("c=0.0.0.0", no answer yet) gets none.
+class RelayWorker::Sink final : public FrameSink {
+ public:
+  Sink(RelayWorker& w, uint16_t port, const sockaddr_in& dest) : w_(w), port_(port), dest_(dest) {}
+  void packet(const uint8_t* data, size_t len) override {
+    if (dest_.sin_port == 0 || dest_.sin_addr.s_addr == 0 || len > MediaOutput::kMaxPacket) return;
+    if (w_.gen_.size() == kGenBatch) w_.send_generated();
+    auto& buf = w_.gen_buf_[w_.gen_.size()];
+    std::memcpy(buf.data(), data, len);
+    Packet q;
+    q.data = buf.data();
+    q.len = static_cast<uint32_t>(len);
+    q.local_port = port_;
+    q.remote = dest_;
+    w_.gen_.push_back(q);
+  }
+
+ private:
+  RelayWorker& w_;
+  uint16_t port_;
+  sockaddr_in dest_;
+};
+
+void RelayWorker::send_generated() {
+  if (!gen_.empty()) io_->send_batch(gen_);
+  gen_.clear();
+}
+
+void RelayWorker::run_timers(int64_t now_ns) {
+  while (!timers_.empty() && timers_.top().first <= now_ns) {
+    auto [due, id] = timers_.top();
+    timers_.pop();
+    auto it = entries_.find(id);
+    if (it == entries_.end()) continue;
+    Entry& e = *it->second;
+    if (!e.media || e.media_due != due) continue;  // stale: rescheduled since
+    e.media_due = INT64_MAX;
+    Sink s0(*this, e.port[0], e.side[0].dest_rtp), s1(*this, e.port[1], e.side[1].dest_rtp);
+    FrameSink* sinks[2] = {&s0, &s1};
+    e.media->tick(now_ns, sinks);
+    schedule(e);
+  }
+  send_generated();
 }
 
 }  // namespace relais::media

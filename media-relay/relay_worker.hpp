@@ -4,33 +4,40 @@
 // wake-up, drained between batches) and reads its counters through relaxed atomics.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
+#include <queue>
 #include <thread>
 #include <unordered_map>
 #include <vector>
 
+#include "media_events.hpp"
 #include "media_plane.hpp"
 #include "packet_io.hpp"
 #include "rtp_stats.hpp"
+#include "stream_media.hpp"
 #include "udp_socket.hpp"
 
 namespace relais::media {
 
 struct WorkerCommand {
-  enum class Kind { add, update, remove } kind = Kind::add;
+  enum class Kind { add, update, remove, media } kind = Kind::add;
   uint64_t id = 0;
   PairSpec spec;
   uint16_t port[2] = {0, 0};            // RTP port facing side i; RTCP is +1
   Fd sockets[4];                        // add: side0 rtp, side0 rtcp, side1 rtp, side1 rtcp
   std::shared_ptr<PairStats> stats;     // add: written here, read by the control thread
+  MediaCommand media;                   // media: play / DTMF / record on the pair
 };
 
 class RelayWorker {
  public:
-  RelayWorker(int index, size_t batch);
+  // events: where media services report to the control thread (may be null: no events).
+  RelayWorker(int index, size_t batch, MediaEventQueue* events = nullptr);
   ~RelayWorker();  // stops and joins
   RelayWorker(const RelayWorker&) = delete;
   RelayWorker& operator=(const RelayWorker&) = delete;
@@ -51,6 +58,8 @@ class RelayWorker {
     uint16_t port[2] = {0, 0};
     SideState side[2];
     std::shared_ptr<PairStats> stats;
+    std::unique_ptr<StreamMedia> media;   // null until media services are used on the pair
+    int64_t media_due = INT64_MAX;        // the timer queued for it (older ones are stale)
   };
   struct PortRef {
     Entry* entry = nullptr;
@@ -63,6 +72,13 @@ class RelayWorker {
   void apply(WorkerCommand& cmd);
   void apply_spec(Entry& e, const PairSpec& spec);
   size_t forward(size_t count, int64_t now_ns);
+  // Media services: the slow path of a packet, the timers of players/detectors/recorders.
+  StreamMedia& media_of(Entry& e);
+  void media_packet(Entry& e, int side, const Packet& p, int64_t now_ns);
+  void schedule(Entry& e);
+  void run_timers(int64_t now_ns);
+  void send_generated();
+  class Sink;
 
   int index_;
   size_t batch_;
@@ -75,6 +91,13 @@ class RelayWorker {
   std::unordered_map<uint64_t, std::unique_ptr<Entry>> entries_;
   std::vector<PortRef> by_port_;
   std::vector<Packet> in_, out_;
+  MediaEventQueue* events_;
+  // (due, pair id), earliest first; an item whose due no longer matches Entry::media_due is stale.
+  using Timer = std::pair<int64_t, uint64_t>;
+  std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers_;
+  static constexpr size_t kGenBatch = 64;
+  std::vector<std::array<uint8_t, MediaOutput::kMaxPacket>> gen_buf_;  // packets we generate
+  std::vector<Packet> gen_;
 };
 
 }  // namespace relais::media

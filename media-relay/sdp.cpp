@@ -53,6 +53,56 @@ uint32_t static_clock_rate(uint32_t pt, std::string_view type) {
   return type == "video" ? 90000 : 8000;
 }
 
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if ((a[i] | 0x20) != (b[i] | 0x20)) return false;
+  return true;
+}
+
+// "PCMU/8000" → name PCMU, rate 8000 (0 when absent or unreadable).
+void split_encoding(std::string_view enc, std::string_view& name, uint32_t& rate) {
+  size_t slash = enc.find('/');
+  name = enc.substr(0, slash);
+  rate = 0;
+  if (slash == std::string_view::npos) return;
+  std::string_view r = enc.substr(slash + 1);
+  r = r.substr(0, r.find('/'));
+  if (!to_u32(r, rate) || rate > 1000000) rate = 0;
+}
+
+// The media services' view of a section: which G.711 law to send and how DTMF is carried.
+// One pass over the section's rtpmaps into a table by payload type, then the formats in order.
+void find_service_formats(SdpMedia& m, const std::vector<std::string>& lines) {
+  std::string_view names[128];
+  uint32_t rates[128] = {};
+  for (size_t i = m.first_line; i < m.end_line; ++i) {
+    std::string_view line = lines[i];
+    if (!starts_with(line, "a=rtpmap:")) continue;
+    auto w = split_words(line.substr(9));
+    uint32_t pt = 0;
+    if (w.size() < 2 || !to_u32(w[0], pt) || pt > 127 || !names[pt].empty()) continue;
+    split_encoding(w[1], names[pt], rates[pt]);
+  }
+  names[0] = names[0].empty() ? "PCMU" : names[0];  // RFC 3551 static types need no rtpmap
+  names[8] = names[8].empty() ? "PCMA" : names[8];
+  if (!rates[0]) rates[0] = 8000;
+  if (!rates[8]) rates[8] = 8000;
+  for (const std::string& f : m.formats) {
+    uint32_t pt = 0;
+    if (!to_u32(f, pt) || pt > 127) continue;
+    bool pcmu = iequals(names[pt], "PCMU"), pcma = iequals(names[pt], "PCMA");
+    if ((pcmu || pcma) && rates[pt] == 8000 && m.g711_pt < 0) {
+      m.g711_pt = static_cast<int>(pt);
+      m.g711_alaw = pcma;
+    }
+    if (iequals(names[pt], "telephone-event") && rates[pt] > 0 && m.te_pt < 0) {
+      m.te_pt = static_cast<int>(pt);
+      m.te_rate = rates[pt];
+    }
+  }
+}
+
 bool is_ice_attribute(std::string_view a) {
   return starts_with(a, "a=ice-") || starts_with(a, "a=candidate:") || a == "a=end-of-candidates" ||
          starts_with(a, "a=remote-candidates") || a == "a=ice-lite";
@@ -143,6 +193,7 @@ std::optional<Sdp> sdp_parse(std::string_view text, std::string& error) {
                                                                                       : static_clock_rate(255, m.type);
     if (m.rtcp_port == 0) m.rtcp_port = m.port == 0 || m.port == 65535 ? 0 : static_cast<uint16_t>(m.port + 1);
     if (m.rtcp_address.empty()) m.rtcp_address = m.address;
+    find_service_formats(m, sdp.lines);
   }
   return sdp;
 }

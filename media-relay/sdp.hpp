@@ -21,6 +21,10 @@ struct SdpMedia {
   std::string rtcp_address;   // a=rtcp's address when given, else `address`
   bool rtcp_mux = false;      // a=rtcp-mux (RFC 5761)
   uint32_t clock_rate = 8000; // of the first format, for RFC 3550 jitter
+  int g711_pt = -1;           // the first PCMU/PCMA format in m= order (static or rtpmap'd)
+  bool g711_alaw = false;
+  int te_pt = -1;             // a=rtpmap:<pt> telephone-event/<rate> of a listed format
+  uint32_t te_rate = 8000;
   size_t first_line = 0;      // index of the m= line in Sdp::lines
   size_t end_line = 0;        // one past the section's last line
 };

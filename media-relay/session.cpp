@@ -31,9 +31,17 @@ std::string side_from_media(const SdpMedia& m, const OfferAnswer& req, SideSpec&
   if (m.port != 0) {
     if (!ipv4(rtp_ip, s.rtp, m.port) || !ipv4(rtcp_ip, s.rtcp, m.rtcp_port))
       return "unsupported connection address '" + rtp_ip + "'";
+    // c=0.0.0.0 (RFC 3264 §8.4 hold, or relais answering a call itself with port 9): no
+    // destination. Sending there would reach this host (Linux routes 0.0.0.0 to loopback).
+    if (s.rtp.sin_addr.s_addr == INADDR_ANY) s.rtp = sockaddr_in{};
+    if (s.rtcp.sin_addr.s_addr == INADDR_ANY) s.rtcp = sockaddr_in{};
   }
   s.rtcp_mux = m.rtcp_mux;
   s.clock_rate = m.clock_rate;
+  s.g711_pt = static_cast<int16_t>(m.g711_pt);
+  s.g711_alaw = m.g711_alaw;
+  s.te_pt = static_cast<int16_t>(m.te_pt);
+  s.te_rate = m.te_rate;
   side = s;
   return "";
 }
@@ -54,8 +62,22 @@ SessionManager::~SessionManager() {
 }
 
 void SessionManager::release(Call& call) {
-  for (Stream& s : call.streams) plane_.release_pair(s.handle.id);
+  if (on_release_) on_release_(call);
+  for (Stream& s : call.streams) {
+    by_pair_.erase(s.handle.id);
+    plane_.release_pair(s.handle.id);
+  }
   call.streams.clear();
+}
+
+Call* SessionManager::find_mutable(const std::string& call_id) {
+  auto it = calls_.find(call_id);
+  return it == calls_.end() ? nullptr : &it->second;
+}
+
+Call* SessionManager::find_by_pair(uint64_t pair_id) {
+  auto it = by_pair_.find(pair_id);
+  return it == by_pair_.end() ? nullptr : find_mutable(it->second);
 }
 
 std::string SessionManager::offer(const OfferAnswer& req, int64_t now_ns, std::string& sdp_out) {
@@ -107,6 +129,7 @@ std::string SessionManager::offer(const OfferAnswer& req, int64_t now_ns, std::s
         return "cannot allocate relay ports: " + error;
       }
       st.handle = std::move(*handle);
+      by_pair_[st.handle.id] = call.id;
       call.streams.push_back(std::move(st));
     }
     Stream& st = call.streams[k];

@@ -6,8 +6,10 @@
 #include <netinet/in.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "media_plane.hpp"
@@ -43,6 +45,9 @@ struct Call {
   int64_t created_unix = 0;
   int64_t last_signal_ns = 0; // monotonic, last offer/answer
   uint64_t generation = 0;
+  // Media services (MediaServices keeps these): what plays to side i, the running recording.
+  uint64_t playing[2] = {0, 0};
+  uint64_t recording = 0;
 };
 
 struct ExpiredCall {
@@ -64,6 +69,12 @@ class SessionManager {
   // Releases every stream of the call; false when unknown.
   bool remove(const std::string& call_id);
   const Call* find(const std::string& call_id) const;
+  Call* find_mutable(const std::string& call_id);
+  // The call a stream pair belongs to (worker events name pairs, not calls).
+  Call* find_by_pair(uint64_t pair_id);
+  // Called before a call's pairs are released (delete, idle expiry, shutdown): the media
+  // services finish its recording there while the worker still has the pair.
+  void set_release_hook(std::function<void(Call&)> hook) { on_release_ = std::move(hook); }
   std::vector<std::string> call_ids(size_t limit) const;
   size_t size() const { return calls_.size(); }
   // Deletes calls without a packet (and without signalling) for timeout_ns and returns them.
@@ -79,6 +90,8 @@ class SessionManager {
   MediaPlane& plane_;
   std::string address_;
   std::map<std::string, Call> calls_;
+  std::unordered_map<uint64_t, std::string> by_pair_;  // pair id → call id
+  std::function<void(Call&)> on_release_;
 };
 
 }  // namespace relais::media

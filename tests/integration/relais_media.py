@@ -223,3 +223,113 @@ def sdp_media_ports(sdp):
 def sdp_connection(sdp):
     m = re.search(r"(?m)^c=IN IP4 (\S+)", sdp)
     return m.group(1) if m else None
+
+
+# ----------------------------------------------------------------------------------------------
+# Media services: notifications, RTP fields, G.711 µ-law, audio facts
+
+
+class NgEventClient(NgClient):
+    """An ng client that is also a call's controller: datagrams that are not the reply being
+    waited for (playback-done, dtmf, silence, timeout notifications) are kept in self.notes as
+    decoded dicts instead of being dropped."""
+
+    def __init__(self, host, port, timeout=2.0):
+        super().__init__(host, port, timeout)
+        self.notes = []
+
+    def _keep(self, raw):
+        _, _, body = raw.partition(b" ")
+        try:
+            msg = bdecode(body)
+        except (ValueError, IndexError):
+            return
+        if isinstance(msg, dict) and "command" in msg:
+            self.notes.append(msg)
+
+    def request(self, msg, cookie=None, retries=2):
+        self._n += 1
+        cookie = cookie or "c%d_%d" % (os.getpid(), self._n)
+        data = cookie.encode() + b" " + bencode(msg)
+        for _ in range(retries + 1):
+            self.sock.sendto(data, self.addr)
+            deadline = time.monotonic() + self.sock.gettimeout()
+            while time.monotonic() < deadline:
+                raw = self.recv_raw(timeout=max(0.01, deadline - time.monotonic()))
+                if raw is None:
+                    break
+                c, _, body = raw.partition(b" ")
+                if c.decode("utf-8", "replace") == cookie:
+                    return bdecode(body)
+                self._keep(raw)
+        fail("no ng reply to %s from %s:%d" % (msg.get("command"), self.addr[0], self.addr[1]))
+
+    def poll_notes(self, timeout=0.0):
+        """Reads notifications for up to `timeout` seconds (at least whatever is queued)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            raw = self.recv_raw(timeout=max(0.001, deadline - time.monotonic()))
+            if raw is not None:
+                self._keep(raw)
+            elif time.monotonic() >= deadline:
+                return
+
+    def wait_note(self, pred, timeout=5.0, what="notification"):
+        """The first kept notification matching pred (removed from notes); fails on timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for i, n in enumerate(self.notes):
+                if pred(n):
+                    return self.notes.pop(i)
+            if time.monotonic() >= deadline:
+                fail("no %s within %.1fs; got %r" % (what, timeout, self.notes))
+            self.poll_notes(0.05)
+
+
+def rtp_fields(data):
+    """(marker, pt, seq, timestamp, ssrc, payload) of a plain RTP packet."""
+    import struct
+    b0, b1, seq, ts, ssrc = struct.unpack("!BBHII", data[:12])
+    off = 12 + 4 * (b0 & 0x0f)
+    return bool(b1 & 0x80), b1 & 0x7f, seq, ts, ssrc, data[off:]
+
+
+def ulaw_decode(payload):
+    """G.711 µ-law bytes → list of 16-bit linear samples."""
+    out = []
+    for code in payload:
+        u = ~code & 0xff
+        exp, mant = (u >> 4) & 7, u & 0x0f
+        mag = (((mant << 3) + 0x84) << exp) - 0x84
+        out.append(-mag if u & 0x80 else mag)
+    return out
+
+
+def ulaw_encode(samples):
+    """16-bit linear samples → G.711 µ-law bytes."""
+    out = bytearray()
+    for s in samples:
+        sign = 0x80 if s < 0 else 0
+        mag = min(abs(int(s)), 32635) + 0x84
+        exp = mag.bit_length() - 8
+        mant = (mag >> (exp + 3)) & 0x0f
+        out.append(~(sign | (exp << 4) | mant) & 0xff)
+    return bytes(out)
+
+
+def sine(freq, seconds, rate=8000, amplitude=8000, phase_samples=0):
+    import math
+    n = int(round(seconds * rate))
+    return [int(amplitude * math.sin(2 * math.pi * freq * (i + phase_samples) / rate)) for i in range(n)]
+
+
+def zero_crossing_frequency(samples, rate=8000):
+    """Frequency of a pure tone from its sign changes (2 per period); 0 for silence."""
+    crossings = sum(1 for a, b in zip(samples, samples[1:]) if (a < 0) != (b < 0))
+    return crossings * rate / 2.0 / max(1, len(samples))
+
+
+def rfc4733_packet(seq, ts, ssrc, event, end, duration, pt=101, marker=False, volume=10):
+    import struct
+    return struct.pack("!BBHIIBBH", 0x80, (0x80 if marker else 0) | pt, seq & 0xffff, ts & 0xffffffff, ssrc,
+                       event, (0x80 if end else 0) | (volume & 0x3f), duration)
