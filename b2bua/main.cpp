@@ -19,6 +19,7 @@
 #include "metrics.hpp"
 #include "location_store.hpp"
 #include "log.hpp"
+#include "mwi_service.hpp"
 #include "registrar.hpp"
 #include "script_engine.hpp"
 #include "sip_stack.hpp"
@@ -70,7 +71,10 @@ int check(const std::string& path, const std::vector<std::string>& overrides) {
   }
   if (!cfg.script_path.empty()) {
     ScriptEngine script;
-    script.set_api_installer([](lua_State* L) { CallEngine::install_api(L, nullptr); });
+    script.set_api_installer([](lua_State* L) {
+      CallEngine::install_api(L, nullptr);
+      install_mwi_api(L, nullptr);
+    });
     if (!script.load(cfg.script_path, error)) {
       fprintf(stderr, "%s\n", error.c_str());
       return 1;
@@ -162,13 +166,18 @@ int run(const std::string& path, const std::vector<std::string>& overrides) {
   Authenticator auth(cfg, *store);
   Registrar registrar(cfg, *stack, *store, auth, script);
   auto calls = std::make_unique<CallEngine>(cfg, loop, *stack, *store, auth, script);
-  script.set_api_installer([&calls](lua_State* L) { CallEngine::install_api(L, calls.get()); });
+  auto mwi = std::make_unique<MwiService>(cfg, loop, *stack, *store, auth);
+  script.set_api_installer([&calls, &mwi](lua_State* L) {
+    CallEngine::install_api(L, calls.get());
+    install_mwi_api(L, mwi.get());
+  });
   if (!cfg.script_path.empty() && !script.load(cfg.script_path, error)) {
     log_error("startup.failed").kv("error", error);
     return 1;
   }
   stack->on_method("REGISTER", [&](const SipRequestPtr& r) { registrar.handle(r); });
   stack->on_method("INVITE", [&](const SipRequestPtr& r) { calls->handle_invite(r); });
+  stack->on_method("SUBSCRIBE", [&](const SipRequestPtr& r) { mwi->handle_subscribe(r); });
   if (!stack->start(cfg, error)) {
     log_error("startup.failed").kv("error", error);
     return 1;
@@ -194,6 +203,7 @@ int run(const std::string& path, const std::vector<std::string>& overrides) {
     auth.set_users(fresh);
     registrar.set_config(fresh);
     calls->set_config(fresh);
+    mwi->set_config(fresh);
     trunks.apply(fresh.trunks);
     log_notice("reload").kv("users", fresh.users.size()).kv("script", fresh.script_path)
         .kv("generation", script.current() ? static_cast<long long>(script.current()->generation()) : 0LL)
@@ -243,6 +253,7 @@ int run(const std::string& path, const std::vector<std::string>& overrides) {
   calls.reset();  // hangs up calls still up; their BYEs leave before the agent goes
   store->flush();
   store.reset();
+  mwi.reset();  // final NOTIFYs leave while the agent still exists
   stack.reset();
   const RegistrarCounters& c = registrar.counters();
   log_notice("stopped").kv("register_ok", c.ok).kv("challenged", c.challenged).kv("auth_failed", c.auth_failed);
