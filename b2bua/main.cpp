@@ -8,6 +8,7 @@
 #include <cstring>
 #include <ctime>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,7 +19,9 @@
 #include "http_api.hpp"
 #include "metrics.hpp"
 #include "location_store.hpp"
+#include "kv_store.hpp"
 #include "log.hpp"
+#include "mail_sender.hpp"
 #include "mwi_service.hpp"
 #include "registrar.hpp"
 #include "script_engine.hpp"
@@ -71,6 +74,7 @@ int check(const std::string& path, const std::vector<std::string>& overrides) {
   }
   if (!cfg.script_path.empty()) {
     ScriptEngine script;
+    script.set_lua_path(cfg.lua_path);
     script.set_api_installer([](lua_State* L) {
       CallEngine::install_api(L, nullptr);
       install_mwi_api(L, nullptr);
@@ -166,7 +170,32 @@ int run(const std::string& path, const std::vector<std::string>& overrides) {
   Authenticator auth(cfg, *store);
   Registrar registrar(cfg, *stack, *store, auth, script);
   auto calls = std::make_unique<CallEngine>(cfg, loop, *stack, *store, auth, script);
+  std::unique_ptr<KvStore> kv = KvStore::open(cfg.kv_path, error);
+  if (!kv) {
+    log_error("startup.failed").kv("error", error);
+    return 1;
+  }
+  calls->set_kv(kv.get());
+  std::unique_ptr<MailSender> mail;
+  if (!cfg.mail.smtp_url.empty()) {
+    mail = std::make_unique<MailSender>(cfg.mail);
+    calls->set_mail(mail.get());
+  }
+  script.set_lua_path(cfg.lua_path);
   auto mwi = std::make_unique<MwiService>(cfg, loop, *stack, *store, auth);
+  // MWI counts live in the key-value store so a SUBSCRIBE after a restart gets the truth.
+  mwi->set_persistence(
+      [&kv](const std::string& user) -> std::optional<std::pair<int, int>> {
+        auto v = kv->get("mwi/" + user);
+        int fresh = 0, old = 0;
+        if (!v || sscanf(v->c_str(), "%d %d", &fresh, &old) != 2) return std::nullopt;
+        return std::make_pair(fresh, old);
+      },
+      [&kv](const std::string& user, int fresh, int old) {
+        std::string error;
+        if (!kv->set("mwi/" + user, std::to_string(fresh) + " " + std::to_string(old), error))
+          log_error("mwi.persist_failed").kv("user", user).kv("error", error);
+      });
   script.set_api_installer([&calls, &mwi](lua_State* L) {
     CallEngine::install_api(L, calls.get());
     install_mwi_api(L, mwi.get());
