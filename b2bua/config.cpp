@@ -322,6 +322,18 @@ void read_config(lua_State* L, Config& cfg) {
     top.leave();
   }
 
+  if (top.enter("mwi")) {
+    TableReader mwi(L, "mwi.");
+    mwi.boolean("authenticate", cfg.mwi.authenticate);
+    mwi.integer("default_expires", cfg.mwi.default_expires, 1, 86400 * 7);
+    mwi.integer("min_expires", cfg.mwi.min_expires, 1, 86400);
+    mwi.integer("max_expires", cfg.mwi.max_expires, 1, 86400 * 7);
+    if (cfg.mwi.min_expires > cfg.mwi.max_expires) mwi.fail("min_expires", "must not exceed max_expires");
+    mwi.boolean("unsolicited", cfg.mwi.unsolicited);
+    mwi.boolean("any_mailbox", cfg.mwi.any_mailbox);
+    top.leave();
+  }
+
   if (top.enter("prompts")) {
     TableReader prompts(L, "prompts.");
     prompts.string("dir", cfg.prompts.dir);

@@ -1,6 +1,7 @@
 // config.hpp — relais configuration: a Lua file returning a table, plus --set overrides.
 #pragma once
 
+#include <cstddef>
 #include <map>
 #include <string>
 #include <vector>
@@ -51,6 +52,18 @@ struct PromptSettings {
   std::string language = "en";
 };
 
+// Message waiting indication (config `mwi`): SUBSCRIBE to message-summary and NOTIFYs.
+struct MwiSettings {
+  bool authenticate = true;    // 407-challenge SUBSCRIBEs like INVITEs from local users
+  int default_expires = 3600;  // when the SUBSCRIBE has no Expires
+  int min_expires = 60;        // shorter requests get 423 with Min-Expires
+  int max_expires = 86400;     // longer ones are shortened
+  bool unsolicited = true;     // NOTIFY registered contacts of mailboxes nobody subscribed to
+  bool any_mailbox = false;    // a subscriber may watch mailboxes other than its own
+  size_t max_subscriptions = 10000;  // all mailboxes together; 503 beyond
+  size_t max_per_mailbox = 16;       // phones (and watchers) of one mailbox; 503 beyond
+};
+
 // An operator trunk: where to send, how to authenticate, and which sources are the operator.
 struct TrunkConfig {
   std::string name;
@@ -91,6 +104,7 @@ struct Config {
   CallSettings calls;
   MediaSettings media;
   PromptSettings prompts;
+  MwiSettings mwi;
   MailSettings mail;  // mail.smtp empty = no e-mail (relais.mail.send reports it)
   std::string kv_path = "var/relais-kv.db";  // voicemail metadata, PINs, MWI counts (store.kv_path)
   std::string lua_path;  // extra package.path entries (";"-separated patterns) for require()

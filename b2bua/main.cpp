@@ -182,7 +182,7 @@ int run(const std::string& path, const std::vector<std::string>& overrides) {
     calls->set_mail(mail.get());
   }
   script.set_lua_path(cfg.lua_path);
-  auto mwi = std::make_unique<MwiService>(cfg, loop, *stack, *store, auth);
+  auto mwi = std::make_unique<MwiService>(cfg, loop, *stack, *store, auth, cfg.mwi);
   // MWI counts live in the key-value store so a SUBSCRIBE after a restart gets the truth.
   mwi->set_persistence(
       [&kv](const std::string& user) -> std::optional<std::pair<int, int>> {

@@ -95,7 +95,10 @@ MwiService::Subscription::~Subscription() {
   if (leg) nta_leg_destroy(leg);
 }
 
-void MwiService::set_config(const Config& cfg) { cfg_ = cfg; }
+void MwiService::set_config(const Config& cfg) {
+  cfg_ = cfg;
+  settings_ = cfg.mwi;
+}
 
 void MwiService::set_persistence(Load load, Save save) {
   load_ = std::move(load);

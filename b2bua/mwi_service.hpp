@@ -31,16 +31,7 @@ namespace relais {
 class EventLoop;
 class SipStack;
 
-struct MwiSettings {
-  bool authenticate = true;    // 407-challenge SUBSCRIBEs like INVITEs from local users
-  int default_expires = 3600;  // when the SUBSCRIBE has no Expires
-  int min_expires = 60;        // shorter requests get 423 with Min-Expires
-  int max_expires = 86400;     // longer ones are shortened
-  bool unsolicited = true;     // NOTIFY registered contacts of mailboxes nobody subscribed to
-  bool any_mailbox = false;    // a subscriber may watch mailboxes other than its own
-  size_t max_subscriptions = 10000;  // all mailboxes together; 503 beyond
-  size_t max_per_mailbox = 16;       // phones (and watchers) of one mailbox; 503 beyond
-};
+// MwiSettings (config `mwi`) lives in config.hpp.
 
 struct MwiCounts {
   int new_messages = 0;

@@ -3,7 +3,7 @@ own mailbox with Digest and gets 200 + NOTIFY "Messages-Waiting: no"; the script
 relais.mwi.update (run from on_invite, triggered by a call) NOTIFYs "yes" with the counts, then
 "no"; the same counts twice NOTIFY once; relais.mwi.counts reads them back; a refresh NOTIFYs
 the current state; Expires: 0 ends with "terminated"; a NOTIFY refused with 481 drops the
-subscription; the subscription expires on its own (60 s, the minimum); an unknown package gets
+subscription; the subscription expires on its own (20 s; mwi.min_expires = 10 here); an unknown package gets
 489, someone else's mailbox 403, an unknown mailbox 404, a 17th subscription to one mailbox
 503; a registered phone without subscription gets an out-of-dialog NOTIFY; relais stopping
 ends live subscriptions with a final NOTIFY; the counts survive a restart (the key-value
@@ -81,7 +81,7 @@ def expires_of(state):
 
 def test(checks):
     h.require_tool("sipp")
-    relais = h.Relais(name="mwi", config={"calls": CALLS}, script=SCRIPT)
+    relais = h.Relais(name="mwi", config={"calls": CALLS, "mwi": {"min_expires": 10}}, script=SCRIPT)
     phones = []
 
     def phone(user):
@@ -90,23 +90,23 @@ def test(checks):
         return p
 
     with relais:
-        # Started first: the shortest subscription relais grants lasts 60 s; the other checks
+        # Started first: a 20 s subscription (config mwi.min_expires = 10); the other checks
         # run meanwhile and the last one collects its end.
         expiring = phone("104")
         expiry = {}
 
         def watch_expiry():
-            deadline = time.monotonic() + 90
+            deadline = time.monotonic() + 40
             while time.monotonic() < deadline and "final" not in expiry:
                 n = expiring.wait_notify(timeout=1.0, call_id=expiring.dialog["call_id"])
                 if n is not None and (n.get("subscription-state") or "").startswith("terminated"):
                     expiry["final"] = (n, time.monotonic())
 
         def start_expiring():
-            r = expiring.subscribe(expires=60)
-            h.expect_status(r, 200, "SUBSCRIBE 104 Expires: 60")
-            if r.get("expires") != "60":
-                h.fail("granted Expires %r, expected 60" % r.get("expires"))
+            r = expiring.subscribe(expires=20)
+            h.expect_status(r, 200, "SUBSCRIBE 104 Expires: 20")
+            if r.get("expires") != "20":
+                h.fail("granted Expires %r, expected 20" % r.get("expires"))
             check_notify(expiring.wait_notify(call_id=expiring.dialog["call_id"]), "first NOTIFY of 104",
                          "active", "no", "0/0", "104")
             expiry["started"] = time.monotonic()
@@ -114,7 +114,7 @@ def test(checks):
             t.start()
             expiry["thread"] = t
 
-        checks.run("a 60 s subscription starts (its expiry is checked last)", start_expiring)
+        checks.run("a 20 s subscription starts (its expiry is checked last)", start_expiring)
 
         p101 = phone("101")
         state = {}
@@ -273,17 +273,17 @@ def test(checks):
         def expires_alone():
             t = expiry.get("thread")
             if t is None:
-                h.fail("the 60 s subscription never started")
-            t.join(timeout=max(1.0, expiry["started"] + 75 - time.monotonic()))
+                h.fail("the 20 s subscription never started")
+            t.join(timeout=max(1.0, expiry["started"] + 35 - time.monotonic()))
             if "final" not in expiry:
-                h.fail("no NOTIFY terminated within 75 s of a 60 s subscription")
+                h.fail("no NOTIFY terminated within 35 s of a 20 s subscription")
             n, at = expiry["final"]
             took = at - expiry["started"]
             s = check_notify(n, "NOTIFY at expiry", "terminated", "no", "0/0", "104")
             if "reason=timeout" not in s:
                 h.fail("NOTIFY at expiry: %r, expected reason=timeout" % s)
-            if not 55 <= took <= 70:
-                h.fail("the 60 s subscription ended after %.1f s" % took)
+            if not 18 <= took <= 30:
+                h.fail("the 20 s subscription ended after %.1f s" % took)
             h.log("subscription expired after %.1f s" % took)
 
         checks.run("a subscription nobody refreshes ends with NOTIFY terminated;reason=timeout",
