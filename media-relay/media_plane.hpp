@@ -12,6 +12,7 @@
 #include <string>
 
 #include "media_command.hpp"
+#include "srtp_session.hpp"
 
 namespace relais::media {
 
@@ -27,6 +28,7 @@ struct SideSpec {
   bool g711_alaw = false;
   int16_t te_pt = -1;
   uint32_t te_rate = 8000;
+  SideSrtp srtp;          // SDES keys for this side (stream_crypto.hpp); plain by default
 };
 
 struct PairSpec {
@@ -52,6 +54,10 @@ struct SideCounters {
   std::atomic<uint64_t> dtmf_keys{0};     // DTMF keys detected from this side
   std::atomic<uint64_t> dtmf_dropped{0};  // ... and not notified (rate limit)
   std::atomic<uint64_t> suppressed{0};    // not forwarded: we were playing to the other side
+  // SRTP/SRTCP from this side that failed authentication (or was malformed, or an SSRC past
+  // the session's bound), and replays: dropped, never forwarded, never latched on.
+  std::atomic<uint64_t> srtp_failed{0};
+  std::atomic<uint64_t> srtp_replayed{0};
 };
 
 struct PairStats {

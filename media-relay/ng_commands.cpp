@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <optional>
 
 #include "media_log.hpp"
 #include "media_services.hpp"
@@ -54,6 +55,27 @@ bool string_list(const Value& req, const char* key, std::vector<std::string>& ou
 
 std::string required_id(const Value& req, const char* key, std::string& out) { return ng_required_id(req, key, out); }
 
+// rtpengine's SDES options: "no-<suite>" removes a suite, "only-<suite>" keeps just the listed
+// ones. Items are already normalized (lower case, '-' for '_').
+std::string read_sdes(const std::vector<std::string>& items, SdesOptions& out) {
+  bool only[4] = {false, false, false, false};
+  bool any_only = false;
+  for (const std::string& item : items) {
+    bool is_no = item.rfind("no-", 0) == 0, is_only = item.rfind("only-", 0) == 0;
+    if (!is_no && !is_only) continue;  // other rtpengine SDES options change nothing here
+    std::string name = item.substr(is_no ? 3 : 5);
+    std::optional<SrtpSuite> suite;
+    for (SrtpSuite s : kSrtpSuites)
+      if (normalize(srtp_suite_name(s)) == name) suite = s;
+    if (!suite) return "unknown SDES crypto suite " + name;
+    if (is_no) out.allowed[static_cast<int>(*suite)] = false;
+    else only[static_cast<int>(*suite)] = any_only = true;
+  }
+  if (any_only)
+    for (int i = 0; i < 4; ++i) out.allowed[i] = out.allowed[i] && only[i];
+  return "";
+}
+
 std::string read_offer_answer(const Value& req, const Ctx& ctx, bool answer, OfferAnswer& oa) {
   if (auto e = required_id(req, "call-id", oa.call_id); !e.empty()) return e;
   if (auto e = required_id(req, "from-tag", oa.from_tag); !e.empty()) return e;
@@ -97,10 +119,17 @@ std::string read_offer_answer(const Value& req, const Ctx& ctx, bool answer, Off
     oa.remove_ice = normalize(ice->str) == "remove" || normalize(ice->str) == "force-relay";
   if (const Value* tp = req.find("transport-protocol"); tp) {
     if (!tp->is_string()) return "bad transport-protocol";
-    // No SRTP here: only plain RTP profiles can be produced.
-    if (tp->str != "RTP/AVP" && tp->str != "RTP/AVPF") return "unsupported transport-protocol " + tp->str;
+    // The profile of the SDP we produce for the other side, as Kamailio's rtpengine module
+    // asks for it: SAVP makes us terminate SRTP (SDES) towards that side.
+    bool srtp = false;
+    if (!rtp_profile(tp->str, srtp)) return "unsupported transport-protocol " + tp->str;
     oa.transport_protocol = tp->str;
   }
+  std::vector<std::string> sdes;
+  if (!string_list(req, "SDES", sdes)) return "bad SDES";
+  for (const std::string& f : flags)
+    if (f.rfind("sdes-", 0) == 0) sdes.push_back(f.substr(5));  // rtpengine's flag spelling
+  if (auto e = read_sdes(sdes, oa.sdes); !e.empty()) return e;
   oa.controller = ctx.from;
   return "";
 }
@@ -263,6 +292,11 @@ void NgCommands::call_stats(const Call& call, Value& reply, int64_t now_ns) {
       f["suppressed"] = Value::integer(ld(c.suppressed));
       f["dtmf-keys"] = Value::integer(ld(c.dtmf_keys));
       f["dtmf-dropped"] = Value::integer(ld(c.dtmf_dropped));
+      // SRTP: the suite this side speaks ("" = plain RTP), and what failed to authenticate.
+      const SideSrtp& srtp = st.spec.side[side].srtp;
+      f["crypto-suite"] = Value::string(srtp.mode == SideSrtp::Mode::srtp ? srtp_suite_name(srtp.rx.suite) : "");
+      f["srtp-failed"] = Value::integer(ld(c.srtp_failed));
+      f["srtp-replayed"] = Value::integer(ld(c.srtp_replayed));
       f["dropped"] = Value::integer(dropped);
       f["expected"] = Value::integer(ld(c.expected));
       f["lost"] = Value::integer(ld(c.lost));

@@ -90,7 +90,33 @@ void RelayWorker::drain() {
   for (WorkerCommand& c : cmds) apply(c);
 }
 
+void RelayWorker::set_crypto(Entry& e, int side, const SideSrtp& want, const SideSrtp* had) {
+  Crypto& k = e.crypto[side];
+  if (had && *had == want) return;
+  std::string error;
+  k.mode = want.mode;
+  if (want.mode != SideSrtp::Mode::srtp) {
+    k.in.reset();
+    k.out.reset();
+    return;
+  }
+  // A new key starts a new crypto context (RFC 3711 §3.2.1); an unchanged one keeps its own.
+  if (!k.in || !had || had->mode != SideSrtp::Mode::srtp || had->rx != want.rx)
+    k.in = SrtpSession::create(want.rx, SrtpSession::Direction::inbound, error);
+  if (k.in && (!k.out || !had || had->mode != SideSrtp::Mode::srtp || had->tx != want.tx))
+    k.out = SrtpSession::create(want.tx, SrtpSession::Direction::outbound, error);
+  if (!k.in || !k.out) {
+    // Never fall back to plain RTP towards a side that expects SRTP: drop its media instead.
+    Log(LogLevel::error, "srtp.session_failed").kv("pair", static_cast<unsigned long>(e.id)).kv("side", side)
+        .kv("error", error);
+    k.mode = SideSrtp::Mode::pending;
+    k.in.reset();
+    k.out.reset();
+  }
+}
+
 void RelayWorker::apply_spec(Entry& e, const PairSpec& spec) {
+  for (int i = 0; i < 2; ++i) set_crypto(e, i, spec.side[i].srtp, &e.spec.side[i].srtp);
   for (int i = 0; i < 2; ++i) {
     SideState& s = e.side[i];
     const SideSpec& want = spec.side[i];
@@ -121,6 +147,7 @@ void RelayWorker::apply(WorkerCommand& cmd) {
       e->side[i].dest_rtcp = cmd.spec.side[i].rtcp;
     }
     e->spec = cmd.spec;
+    for (int i = 0; i < 2; ++i) set_crypto(*e, i, cmd.spec.side[i].srtp, nullptr);
     for (int k = 0; k < 4; ++k) {
       uint16_t port = static_cast<uint16_t>(e->port[k / 2] + (k % 2));
       if (!io_->attach(port, std::move(cmd.sockets[k]))) {
@@ -181,12 +208,15 @@ size_t RelayWorker::forward(size_t count, int64_t now_ns) {
     SideState& from = e.side[s];
     bool& latched = ref.rtcp ? from.latched_rtcp : from.latched_rtp;
     sockaddr_in& learned = ref.rtcp ? from.dest_rtcp : from.dest_rtp;
-    if (e.spec.asymmetric) {
-      if (e.spec.strict_source && !same_addr(learned, p.remote)) {
-        bump(c.dropped, 1);
-        continue;
-      }
-    } else if (!latched) {
+    // Strangers to a strict side are dropped before any decryption work.
+    if (e.spec.strict_source && (e.spec.asymmetric || latched) && !same_addr(learned, p.remote)) {
+      bump(c.dropped, 1);
+      continue;
+    }
+    // SRTP: only a packet that authenticates may latch or go anywhere; from here on it is
+    // plain RTP/RTCP (recorded, DTMF-detected, forwarded or re-protected).
+    if (e.crypto[s].mode != SideSrtp::Mode::plain && !unprotect(e.crypto[s], p, rtcp, c)) continue;
+    if (!e.spec.asymmetric && !latched) {
       learned = p.remote;
       latched = true;
       if (!ref.rtcp) {
@@ -198,9 +228,6 @@ size_t RelayWorker::forward(size_t count, int64_t now_ns) {
           from.dest_rtcp.sin_port = htons(static_cast<uint16_t>(ntohs(p.remote.sin_port) + 1));
         }
       }
-    } else if (!same_addr(learned, p.remote) && e.spec.strict_source) {
-      bump(c.dropped, 1);
-      continue;
     }
     if (rtcp) {
       bump(c.rtcp_packets, 1);
@@ -237,6 +264,16 @@ size_t RelayWorker::forward(size_t count, int64_t now_ns) {
       bump(c.dropped, 1);  // the other side has no address yet (no answer so far)
       continue;
     }
+    if (Crypto& k = e.crypto[o]; k.mode != SideSrtp::Mode::plain) {
+      // No key for that side yet (answer pending), a duplicate index, an SSRC past the bound:
+      // nothing leaves unprotected towards an SRTP side.
+      if (k.mode == SideSrtp::Mode::pending ||
+          (rtcp ? k.out->protect_rtcp(p.data, p.len, kPacketBufSize) : k.out->protect_rtp(p.data, p.len, kPacketBufSize)) !=
+              SrtpSession::Result::ok) {
+        bump(c.dropped, 1);
+        continue;
+      }
+    }
     Packet& q = out_[out++];
     q.data = p.data;
     q.len = p.len;
@@ -245,6 +282,18 @@ size_t RelayWorker::forward(size_t count, int64_t now_ns) {
     bump(c.forwarded, 1);
   }
   return out;
+}
+
+bool RelayWorker::unprotect(Crypto& k, Packet& p, bool rtcp, SideCounters& c) {
+  if (k.mode == SideSrtp::Mode::pending) {
+    bump(c.dropped, 1);  // SRTP offered, no answer yet: no key can authenticate it
+    return false;
+  }
+  SrtpSession::Result r = rtcp ? k.in->unprotect_rtcp(p.data, p.len) : k.in->unprotect_rtp(p.data, p.len);
+  if (r == SrtpSession::Result::ok) return true;
+  if (r == SrtpSession::Result::replayed) bump(c.srtp_replayed, 1);
+  else bump(c.srtp_failed, 1);
+  return false;
 }
 
 StreamMedia& RelayWorker::media_of(Entry& e) {
@@ -269,15 +318,20 @@ void RelayWorker::schedule(Entry& e) {
 // latched (or SDP) address; a side without an address ("c=0.0.0.0", no answer yet) gets none.
 class RelayWorker::Sink final : public FrameSink {
  public:
-  Sink(RelayWorker& w, uint16_t port, const sockaddr_in& dest) : w_(w), port_(port), dest_(dest) {}
+  Sink(RelayWorker& w, uint16_t port, const sockaddr_in& dest, Crypto& crypto)
+      : w_(w), port_(port), dest_(dest), crypto_(crypto) {}
   void packet(const uint8_t* data, size_t len) override {
     if (dest_.sin_port == 0 || dest_.sin_addr.s_addr == 0 || len > MediaOutput::kMaxPacket) return;
+    if (crypto_.mode == SideSrtp::Mode::pending) return;  // no key for that side yet
     if (w_.gen_.size() == kGenBatch) w_.send_generated();
     auto& buf = w_.gen_buf_[w_.gen_.size()];
     std::memcpy(buf.data(), data, len);
+    auto n = static_cast<uint32_t>(len);
+    if (crypto_.mode == SideSrtp::Mode::srtp && crypto_.out->protect_rtp(buf.data(), n, buf.size()) != SrtpSession::Result::ok)
+      return;
     Packet q;
     q.data = buf.data();
-    q.len = static_cast<uint32_t>(len);
+    q.len = n;
     q.local_port = port_;
     q.remote = dest_;
     w_.gen_.push_back(q);
@@ -287,6 +341,7 @@ class RelayWorker::Sink final : public FrameSink {
   RelayWorker& w_;
   uint16_t port_;
   sockaddr_in dest_;
+  Crypto& crypto_;
 };
 
 void RelayWorker::send_generated() {
@@ -303,7 +358,7 @@ void RelayWorker::run_timers(int64_t now_ns) {
     Entry& e = *it->second;
     if (!e.media || e.media_due != due) continue;  // stale: rescheduled since
     e.media_due = INT64_MAX;
-    Sink s0(*this, e.port[0], e.side[0].dest_rtp), s1(*this, e.port[1], e.side[1].dest_rtp);
+    Sink s0(*this, e.port[0], e.side[0].dest_rtp, e.crypto[0]), s1(*this, e.port[1], e.side[1].dest_rtp, e.crypto[1]);
     FrameSink* sinks[2] = {&s0, &s1};
     e.media->tick(now_ns, sinks);
     schedule(e);

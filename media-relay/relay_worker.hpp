@@ -19,6 +19,7 @@
 #include "media_plane.hpp"
 #include "packet_io.hpp"
 #include "rtp_stats.hpp"
+#include "srtp_session.hpp"
 #include "stream_media.hpp"
 #include "udp_socket.hpp"
 
@@ -52,11 +53,19 @@ class RelayWorker {
     bool latched_rtp = false, latched_rtcp = false;
     RtpReceiveState rx;
   };
+  // SRTP of one side: `in` decrypts what it sends, `out` protects what we send it (built from
+  // the keys in its SideSpec, on this thread; kept across updates with the same keys so the
+  // rollover counters and replay windows survive a re-INVITE).
+  struct Crypto {
+    SideSrtp::Mode mode = SideSrtp::Mode::plain;
+    std::unique_ptr<SrtpSession> in, out;
+  };
   struct Entry {
     uint64_t id = 0;
     PairSpec spec;
     uint16_t port[2] = {0, 0};
     SideState side[2];
+    Crypto crypto[2];
     std::shared_ptr<PairStats> stats;
     std::unique_ptr<StreamMedia> media;   // null until media services are used on the pair
     int64_t media_due = INT64_MAX;        // the timer queued for it (older ones are stale)
@@ -71,6 +80,9 @@ class RelayWorker {
   void drain();
   void apply(WorkerCommand& cmd);
   void apply_spec(Entry& e, const PairSpec& spec);
+  void set_crypto(Entry& e, int side, const SideSrtp& want, const SideSrtp* had);
+  // Decrypts a packet from an SRTP side in place; false = drop (counted).
+  bool unprotect(Crypto& k, Packet& p, bool rtcp, SideCounters& c);
   size_t forward(size_t count, int64_t now_ns);
   // Media services: the slow path of a packet, the timers of players/detectors/recorders.
   StreamMedia& media_of(Entry& e);
@@ -96,7 +108,8 @@ class RelayWorker {
   using Timer = std::pair<int64_t, uint64_t>;
   std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers_;
   static constexpr size_t kGenBatch = 64;
-  std::vector<std::array<uint8_t, MediaOutput::kMaxPacket>> gen_buf_;  // packets we generate
+  static constexpr size_t kGenBufSize = MediaOutput::kMaxPacket + kSrtpMaxTrailer;  // room to protect
+  std::vector<std::array<uint8_t, kGenBufSize>> gen_buf_;  // packets we generate
   std::vector<Packet> gen_;
 };
 

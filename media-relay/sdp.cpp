@@ -207,7 +207,7 @@ std::string sdp_rewrite(const Sdp& sdp, const SdpRewrite& opts, std::span<const 
     out += "\r\n";
   };
   const std::string conn = "c=IN IP4 " + opts.address;
-  auto rewrite_line = [&](const std::string& line, bool in_media) {
+  auto rewrite_line = [&](const std::string& line, bool in_media, bool strip_crypto = false) {
     std::string_view a = line;
     if (line[0] == 'o' && opts.replace_origin) {
       auto w = split_words(a.substr(2));
@@ -221,6 +221,7 @@ std::string sdp_rewrite(const Sdp& sdp, const SdpRewrite& opts, std::span<const 
     if (line[0] == 'a') {
       if (in_media && (a == "a=rtcp-mux" || starts_with(a, "a=rtcp:"))) return;
       if (opts.remove_ice && is_ice_attribute(a)) return;
+      if (strip_crypto && starts_with(a, "a=crypto:")) return;
     }
     emit(line);
   };
@@ -229,11 +230,15 @@ std::string sdp_rewrite(const Sdp& sdp, const SdpRewrite& opts, std::span<const 
   for (size_t k = 0; k < sdp.media.size(); ++k) {
     const SdpMedia& m = sdp.media[k];
     uint16_t port = m.port == 0 ? 0 : ports[k];
-    std::string mline = "m=" + m.type + " " + std::to_string(port) + " " +
-                        (opts.transport_protocol.empty() ? m.proto : opts.transport_protocol);
+    const SdpMediaOut* extra = k < opts.media.size() ? &opts.media[k] : nullptr;
+    std::string proto = extra && !extra->proto.empty() ? extra->proto
+                        : opts.transport_protocol.empty() ? m.proto : opts.transport_protocol;
+    std::string mline = "m=" + m.type + " " + std::to_string(port) + " " + proto;
     for (const std::string& f : m.formats) mline += " " + f;
     emit(mline);
-    for (size_t i = m.first_line + 1; i < m.end_line; ++i) rewrite_line(sdp.lines[i], true);
+    for (size_t i = m.first_line + 1; i < m.end_line; ++i) rewrite_line(sdp.lines[i], true, extra && extra->strip_crypto);
+    if (extra)
+      for (const std::string& line : extra->add) emit(line);
     // Appended last: RFC 4566 §5 puts a= lines after the section's c=/b=/k= lines.
     if (port != 0) {
       if (mux[k]) emit("a=rtcp-mux");

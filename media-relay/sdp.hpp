@@ -40,11 +40,19 @@ std::optional<Sdp> sdp_parse(std::string_view text, std::string& error);
 
 enum class MuxOut { keep, on, off };
 
+// What to write into one m= section besides addresses (SRTP: stream_crypto.hpp).
+struct SdpMediaOut {
+  std::string proto;               // "" = keep (or SdpRewrite::transport_protocol)
+  bool strip_crypto = false;       // drop the a=crypto lines of the side that sent the SDP
+  std::vector<std::string> add;    // extra a= lines (our own a=crypto)
+};
+
 struct SdpRewrite {
   std::string address;              // the relay's IPv4 address
   bool replace_origin = false;      // o= gets the relay's address too
   bool remove_ice = false;          // drop a=ice-*, a=candidate, a=end-of-candidates ...
   std::string transport_protocol;   // replaces the m= proto when set
+  std::span<const SdpMediaOut> media;  // per m= line when not empty
 };
 
 // The body for the other side: stream i announces relay port ports[i] (its RTCP on ports[i] + 1

@@ -104,8 +104,13 @@ std::string SessionManager::offer(const OfferAnswer& req, int64_t now_ns, std::s
 
   // Validate every section before touching the plane so a bad offer changes nothing.
   std::vector<SideSpec> sides(sdp->media.size());
+  std::vector<StreamCrypto> crypto(sdp->media.size());
+  std::vector<SdpMediaOut> media_out(sdp->media.size());
   for (size_t k = 0; k < sdp->media.size(); ++k) {
-    if (std::string e = side_from_media(sdp->media[k], req, sides[k]); !e.empty()) {
+    std::string e = side_from_media(sdp->media[k], req, sides[k]);
+    if (k < call.streams.size()) crypto[k] = call.streams[k].crypto;
+    if (e.empty()) e = crypto_offer(crypto[k], s, *sdp, sdp->media[k], req.transport_protocol, req.sdes, media_out[k]);
+    if (!e.empty()) {
       if (created) calls_.erase(it);
       return e;
     }
@@ -117,6 +122,7 @@ std::string SessionManager::offer(const OfferAnswer& req, int64_t now_ns, std::s
       Stream st;
       st.type = sdp->media[k].type;
       st.spec.side[s] = sides[k];
+      for (int i = 0; i < 2; ++i) st.spec.side[i].srtp = crypto[k].side[i].srtp;
       st.spec.strict_source = req.strict_source;
       st.spec.asymmetric = req.asymmetric;
       st.spec.generation = call.generation;
@@ -136,6 +142,8 @@ std::string SessionManager::offer(const OfferAnswer& req, int64_t now_ns, std::s
     st.type = sdp->media[k].type;
     st.spec.side[s] = sides[k];
     st.sdp_mux[s] = sdp->media[k].rtcp_mux;
+    st.crypto = crypto[k];
+    for (int i = 0; i < 2; ++i) st.spec.side[i].srtp = st.crypto.side[i].srtp;
     st.spec.strict_source = req.strict_source;
     st.spec.asymmetric = req.asymmetric;
     st.spec.generation = call.generation;
@@ -150,7 +158,9 @@ std::string SessionManager::offer(const OfferAnswer& req, int64_t now_ns, std::s
   }
   bool mux_bools[32] = {};
   for (size_t k = 0; k < mux.size() && k < 32; ++k) mux_bools[k] = mux[k];
-  sdp_out = sdp_rewrite(*sdp, rewrite_options(req, address_), ports, std::span<const bool>(mux_bools, mux.size()));
+  SdpRewrite rw = rewrite_options(req, address_);
+  rw.media = media_out;
+  sdp_out = sdp_rewrite(*sdp, rw, ports, std::span<const bool>(mux_bools, mux.size()));
   call.controller = req.controller;
   call.last_signal_ns = now_ns;
   Log(LogLevel::info, created ? "call.offer" : "call.reoffer")
@@ -178,8 +188,14 @@ std::string SessionManager::answer(const OfferAnswer& req, int64_t now_ns, std::
   }
   if (sdp->media.size() > call.streams.size()) return "answer has more m= lines than the offer";
   std::vector<SideSpec> sides(sdp->media.size());
-  for (size_t k = 0; k < sdp->media.size(); ++k)
-    if (std::string e = side_from_media(sdp->media[k], req, sides[k]); !e.empty()) return e;
+  std::vector<StreamCrypto> crypto(sdp->media.size());
+  std::vector<SdpMediaOut> media_out(sdp->media.size());
+  for (size_t k = 0; k < sdp->media.size(); ++k) {
+    std::string e = side_from_media(sdp->media[k], req, sides[k]);
+    crypto[k] = call.streams[k].crypto;
+    if (e.empty()) e = crypto_answer(crypto[k], a, *sdp, sdp->media[k], media_out[k]);
+    if (!e.empty()) return e;
+  }
 
   ++call.generation;
   std::vector<uint16_t> ports;
@@ -191,6 +207,8 @@ std::string SessionManager::answer(const OfferAnswer& req, int64_t now_ns, std::
     bool out_mux = st.sdp_mux[1 - a] && (answerer_mux || req.mux_accept) && !req.mux_demux;
     st.spec.side[a] = sides[k];
     st.sdp_mux[a] = sdp->media[k].rtcp_mux;
+    st.crypto = crypto[k];
+    for (int i = 0; i < 2; ++i) st.spec.side[i].srtp = st.crypto.side[i].srtp;
     st.spec.side[1 - a].rtcp_mux = out_mux;
     st.spec.strict_source = st.spec.strict_source || req.strict_source;
     st.spec.asymmetric = st.spec.asymmetric || req.asymmetric;
@@ -199,7 +217,9 @@ std::string SessionManager::answer(const OfferAnswer& req, int64_t now_ns, std::
     ports.push_back(st.handle.port[1 - a]);
     if (k < 32) mux_bools[k] = out_mux;
   }
-  sdp_out = sdp_rewrite(*sdp, rewrite_options(req, address_), ports, std::span<const bool>(mux_bools, ports.size()));
+  SdpRewrite rw = rewrite_options(req, address_);
+  rw.media = media_out;
+  sdp_out = sdp_rewrite(*sdp, rw, ports, std::span<const bool>(mux_bools, ports.size()));
   call.controller = req.controller;
   call.last_signal_ns = now_ns;
   Log(LogLevel::info, "call.answer").kv("call-id", call.id).kv("from-tag", req.from_tag)

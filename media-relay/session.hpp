@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "media_plane.hpp"
+#include "stream_crypto.hpp"
 
 namespace relais::media {
 
@@ -21,7 +22,8 @@ struct OfferAnswer {
   std::string call_id, from_tag, to_tag, via_branch, sdp;
   bool replace_origin = false;
   bool remove_ice = false;
-  std::string transport_protocol;
+  std::string transport_protocol;   // the other side's profile (RTP/AVP, RTP/SAVP ...)
+  SdesOptions sdes;                 // suites allowed for SRTP (ng "SDES")
   bool strict_source = false;
   bool asymmetric = false;
   bool sip_source = false;        // use received-from's address instead of the SDP's
@@ -35,6 +37,7 @@ struct Stream {
   PairHandle handle;
   PairSpec spec;
   bool sdp_mux[2] = {false, false};  // side i's own SDP carried a=rtcp-mux
+  StreamCrypto crypto;               // SDES state per side
 };
 
 struct Call {
