@@ -25,6 +25,7 @@ struct DialOptions {
   int timeout_seconds = 30;   // per stage: no final answer by then → cancelled, code 408
   std::string caller_id;      // user part / display shown to the callee; empty = caller's
   std::map<std::string, std::string> headers;  // extra headers on the B INVITE
+  std::string srtp;           // callee leg: "never" | "optional" | "mandatory"; "" = by target (srtp_policy.hpp)
 };
 
 struct DialResult {
@@ -134,6 +135,9 @@ class B2bCall {
   void media_request(const char* command, const std::string& from_tag, const std::string& to_tag,
                      const std::string& sdp, SdpDone done);
   void media_delete();
+  // The ng transport-protocol of an offer (b2b_media.cpp): towards the callee by its SRTP
+  // policy, towards the caller its own profile, so re-INVITEs keep each leg as negotiated.
+  std::string offer_transport(bool from_caller, const std::string& sdp);
   static std::string payload_of(const sip_t* sip);
   void relay_response_to_caller(BLeg& leg, const sip_t* sip);
 
@@ -185,6 +189,7 @@ class B2bCall {
   ::event* stage_timer_ = nullptr;
   BLeg* bridged_ = nullptr;    // the leg that won the dial
   std::string b_offer_sdp_;    // the caller's SDP as rewritten by the relay, sent to callees
+  std::string a_profile_;      // the caller's RTP profile (RTP/AVP, RTP/SAVP): kept on its leg
   bool media_offered_ = false;
   bool media_used_ = false;    // a session exists on the relay (delete it at the end)
   int last_failure_code_ = 0;

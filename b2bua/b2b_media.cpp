@@ -7,6 +7,7 @@
 #include "b2b_call.hpp"
 #include "call_engine.hpp"
 #include "log.hpp"
+#include "srtp_policy.hpp"
 
 namespace relais {
 
@@ -45,6 +46,10 @@ void B2bCall::media_request(const char* command, const std::string& from_tag, co
   replace.list.push_back(bencode::Value::string("session-connection"));
   request["replace"] = replace;
   request["ICE"] = bencode::Value::string("remove");
+  if (std::string(command) == "offer") {
+    std::string transport = offer_transport(from_tag == caller_tag(), sdp);
+    if (!transport.empty()) request["transport-protocol"] = bencode::Value::string(transport);
+  }
   // Symmetric latching is the relays' default (rtpengine warns about an explicit flag).
   media_used_ = true;
   uint64_t id = id_;
@@ -58,6 +63,19 @@ void B2bCall::media_request(const char* command, const std::string& from_tag, co
     done(*ctx->call, why, sdp);
     engine->kick();
   });
+}
+
+std::string B2bCall::offer_transport(bool from_caller, const std::string& sdp) {
+  if (!from_caller) return a_profile_;  // a re-offer from the callee: the caller's leg stays as it was
+  if (a_profile_.empty()) a_profile_ = sdp_profile(sdp);
+  SrtpPolicy callee = SrtpPolicy::optional;
+  if (auto p = srtp_policy_from(options_.srtp)) callee = *p;
+  else if (!plan_.empty() && !plan_[0].empty()) callee = target_srtp_policy(engine_.config(), plan_[0][0]);
+  else callee = srtp_policy_from(engine_.config().media.srtp).value_or(SrtpPolicy::optional);
+  std::string transport = srtp_transport_for(callee);
+  // optional: the callee's leg takes the caller's profile (an SRTP phone to an SRTP phone stays
+  // SRTP, each leg with its own keys).
+  return transport.empty() ? a_profile_ : transport;
 }
 
 void B2bCall::media_delete() {

@@ -16,6 +16,7 @@
 #include "event_loop.hpp"
 #include "log.hpp"
 #include "sip_stack.hpp"
+#include "srtp_policy.hpp"
 
 namespace relais {
 
@@ -228,6 +229,15 @@ void CallEngine::handle_invite(const SipRequestPtr& request) {
 }
 
 void CallEngine::start_call(const SipRequestPtr& request, const std::string& auth_user, const std::string& from_trunk) {
+  // SRTP policy of the caller (users/trunks .srtp, media.srtp): RFC 3264 §6 lets an answerer
+  // refuse an offer it cannot accept with 488; nothing of the call is set up.
+  SrtpPolicy srtp = caller_srtp_policy(cfg_, auth_user, from_trunk);
+  if (std::string why = srtp_refusal(srtp, request->sip()); !why.empty()) {
+    log_info("call.rejected").kv("reason", why).kv("policy", srtp_policy_name(srtp)).kv("user", auth_user)
+        .kv("trunk", from_trunk).kv("src", request->source().to_string()).kv("call_id", request->call_id());
+    request->respond(488, "Not Acceptable Here", SIPTAG_WARNING_STR(("399 relais \"" + why + "\"").c_str()), TAG_END());
+    return;
+  }
   uint64_t id = next_id_++;
   auto ctx = std::make_unique<Context>();
   ctx->id = id;

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "lua_state.hpp"
+#include "srtp_policy.hpp"
 
 namespace relais {
 
@@ -199,6 +200,8 @@ void read_trunks(lua_State* L, TableReader& top, Config& cfg) {
     entry.string("password", trunk.password);
     entry.boolean("register", trunk.register_);
     entry.integer("expires", trunk.expires, 30, 86400);
+    entry.string("srtp", trunk.srtp);
+    if (!trunk.srtp.empty() && !srtp_policy_from(trunk.srtp)) entry.fail("srtp", "expected never, optional or mandatory");
     if (trunk.register_ && trunk.username.empty()) entry.fail("username", "required when register = true");
     std::vector<std::string> addresses;
     entry.list("addresses", addresses);
@@ -230,6 +233,8 @@ void read_users(lua_State* L, TableReader& top, Config& cfg) {
     entry.string("ha1_sha256", user.ha1_sha256);
     entry.string("name", user.display);
     user.algorithms = read_algorithms(entry);
+    entry.string("srtp", user.srtp);
+    if (!user.srtp.empty() && !srtp_policy_from(user.srtp)) entry.fail("srtp", "expected never, optional or mandatory");
     if (user.password.empty() && user.ha1_md5.empty() && user.ha1_sha256.empty())
       entry.fail("password", "missing (give password or ha1_md5/ha1_sha256)");
     cfg.users[name] = std::move(user);
@@ -319,6 +324,8 @@ void read_config(lua_State* L, Config& cfg) {
     media.string("ng", cfg.media.ng);
     media.integer("timeout_ms", cfg.media.timeout_ms, 50, 10000);
     media.integer("attempts", cfg.media.attempts, 1, 10);
+    media.string("srtp", cfg.media.srtp);
+    if (!srtp_policy_from(cfg.media.srtp)) media.fail("srtp", "expected never, optional or mandatory");
     top.leave();
   }
 

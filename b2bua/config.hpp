@@ -73,6 +73,7 @@ struct TrunkConfig {
   std::string password;
   bool register_ = false;    // send outbound REGISTERs
   int expires = 300;
+  std::string srtp;          // "never" | "optional" | "mandatory"; "" = media.srtp (srtp_policy.hpp)
   std::vector<Cidr> addresses;  // INVITEs from these sources are calls from this trunk
   bool operator==(const TrunkConfig& o) const {
     return name == o.name && proxy == o.proxy && domain == o.domain && username == o.username &&
@@ -87,6 +88,7 @@ struct UserConfig {
   std::string ha1_md5;
   std::string ha1_sha256;
   std::vector<DigestAlgorithm> algorithms;  // challenges for this user; empty = auth.algorithms
+  std::string srtp;      // "never" | "optional" | "mandatory"; "" = media.srtp (srtp_policy.hpp)
 };
 
 struct Config {

@@ -12,6 +12,7 @@
 #include "lua_call.hpp"
 #include "mail_sender.hpp"
 #include "log.hpp"
+#include "srtp_policy.hpp"
 
 namespace relais {
 
@@ -136,6 +137,13 @@ int call_dial(lua_State* L) {
     lua_getfield(L, 3, "caller_id");
     if (lua_isstring(L, -1)) options.caller_id = lua_tostring(L, -1);
     lua_pop(L, 1);
+    lua_getfield(L, 3, "srtp");
+    if (!lua_isnil(L, -1)) {
+      const char* srtp = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : nullptr;
+      if (!srtp || !srtp_policy_from(srtp)) luaL_error(L, "dial: srtp must be \"never\", \"optional\" or \"mandatory\"");
+      options.srtp = srtp;
+    }
+    lua_pop(L, 1);
     lua_getfield(L, 3, "headers");
     if (lua_istable(L, -1)) {
       lua_pushnil(L);
@@ -146,6 +154,10 @@ int call_dial(lua_State* L) {
     }
     lua_pop(L, 1);
   }
+  // The callee's SRTP policy comes from the target as written ("101", "trunk:op/..."): once
+  // resolved into contacts the user is no longer known.
+  if (options.srtp.empty() && !stages.empty() && !stages[0].empty())
+    options.srtp = srtp_policy_name(target_srtp_policy(engine->config(), stages[0][0]));
   uint64_t id = ctx.id;
   auto fail = [engine, id](int code, const char* reason) {
     DialResult r;

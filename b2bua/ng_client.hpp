@@ -20,6 +20,7 @@ struct MediaSettings {
   std::string ng = "127.0.0.1:2223";  // the relay's ng control address
   int timeout_ms = 1000;             // per attempt; the same request is resent with its cookie
   int attempts = 3;
+  std::string srtp = "optional";     // default SRTP policy of users and trunks (srtp_policy.hpp)
 };
 
 class NgClient {

@@ -299,7 +299,156 @@ def check_bad_crypto(relay):
         h.fail("a refused offer left a call behind")
 
 
+# ----------------------------------------------------------------------------------------------
+# (b), (c): baresip through relais + relais-media
+
+CALL_SECONDS = 3
+
+SCRIPT = r"""
+-- test_srtp.py: every call goes to the operator trunk (a sipp UAS echoing RTP)
+function on_invite(call)
+  local r = call:dial("trunk:operator/" .. call.ruri.user, { timeout = 10 })
+  relais.log("dial-result", r.answered, r.code)
+end
+"""
+
+
+class SrtpPhone:
+    """A baresip phone (test_call_baresip.Phone) with the srtp module and a mediaenc policy."""
+
+    def __init__(self, name, user, relais, freq, mediaenc):
+        from test_call_baresip import Phone
+        self.phone = Phone(name, user, relais, freq)
+        cfg = os.path.join(self.phone.dir, "config")
+        lines = open(cfg).read().splitlines()
+        lines.insert(lines.index("module\t\t\tg711.so"), "module\t\t\tsrtp.so")
+        rtp = [l for l in lines if l.startswith("rtp_ports")][0].split()[1]
+        self.rtp_ports = range(int(rtp.split("-")[0]), int(rtp.split("-")[1]) + 1)
+        acc = os.path.join(self.phone.dir, "accounts")
+        line = open(acc).read().strip()
+        if mediaenc:
+            line += ";mediaenc=" + mediaenc
+        h.write_baresip_files(self.phone.dir, lines, line)
+
+    def __getattr__(self, name):
+        return getattr(self.phone, name)
+
+
+def g711_tone(payloads):
+    """Dominant frequency of µ-law payloads (RTP header stripped)."""
+    from media_tools import dominant_frequency
+    samples = []
+    for p in payloads:
+        samples += h.ulaw_decode(p[12:172])
+    return dominant_frequency(samples[:4000], lo=200, hi=1200, step=10) if samples else 0
+
+
+def check_baresip_srtp_call(relais, uas_port):
+    from media_tools import Capture
+    from test_call_baresip import wav_stats
+    callee_mp = h.free_media_port()
+    alice = SrtpPhone("alice-srtp", "101", relais, 440, "srtp-mand")
+    with alice.phone:
+        h.wait_until(lambda: alice.registered_line(), timeout=10, what="baresip (srtp-mand) registered")
+        alice.connect()
+        cap = Capture(list(alice.rtp_ports) + [callee_mp], seconds=40)
+        uas = h.start_sipp(None, os.path.join(h.SCENARIOS, "call_uas_answer.xml"),
+                           ["-i", "127.0.0.1", "-p", str(uas_port), "-mp", str(callee_mp), "-rtp_echo", "-m", "1"],
+                           timeout=30, port=uas_port).wait_ready()
+        mark = relais.log_mark()
+        alice.command("dial", "sip:5550100@127.0.0.1:%d" % relais.port)
+        if not alice.wait_event("CALL_ESTABLISHED", 10):
+            h.fail("SRTP call not established (events %s)\nrelais:\n%s\nbaresip:\n%s" % (
+                alice.event_types(), "\n".join(relais.log_since(mark)[-30:]), alice.log_text()[-3000:]))
+        time.sleep(CALL_SECONDS)
+        alice.command("hangup")
+        alice.wait_event("CALL_CLOSED", 5)
+        packets = cap.packets()
+        uas.wait()
+    flows = {}
+    for _, src, dst, _p in packets:
+        flows[(src, dst)] = flows.get((src, dst), 0) + 1
+    # RTP only (version 2, not RTCP's 192-223 second byte): the phone's RTCP shares the range.
+    packets = [(src, dst, p) for _, src, dst, p in packets if len(p) >= 12 and p[0] >> 6 == 2 and not 192 <= p[1] <= 223]
+    phone_out = [p for src, dst, p in packets if src in alice.rtp_ports]
+    phone_in = [p for src, dst, p in packets if dst in alice.rtp_ports]
+    sipp_in = [p for src, dst, p in packets if dst == callee_mp]
+    sipp_out = [p for src, dst, p in packets if src == callee_mp]
+    h.log("phone→relay %d, relay→phone %d, relay→sipp %d, sipp→relay %d packets" % (
+        len(phone_out), len(phone_in), len(sipp_in), len(sipp_out)))
+    for what, pkts in (("phone→relay", phone_out), ("relay→phone", phone_in), ("relay→sipp", sipp_in),
+                       ("sipp→relay", sipp_out)):
+        if len(pkts) < 50:
+            h.fail("%s: only %d packets in a %d s call; flows %s (phone RTP ports %d-%d)\nbaresip:\n%s" % (
+                what, len(pkts), CALL_SECONDS, sorted(flows.items()), alice.rtp_ports[0], alice.rtp_ports[-1],
+                alice.log_text()[-2500:]))
+    # Phone leg: SRTP. 172 bytes of G.711 + the suite's tag; the payload is not the tone.
+    for what, pkts in (("phone→relay", phone_out), ("relay→phone", phone_in)):
+        sizes = sorted({len(p) for p in pkts})
+        if not all(n in (176, 182, 188) for n in sizes):
+            h.fail("%s: packet sizes %s, expected 172 + an SRTP tag" % (what, sizes))
+        f = g711_tone(pkts[10:60])
+        if 420 <= f <= 460:
+            h.fail("%s: payload decodes to %d Hz: plaintext on the SRTP leg" % (what, f))
+        h.log("%s: sizes %s, payload as G.711: %d Hz (noise)" % (what, sizes, f))
+    # Operator leg: plain RTP carrying the phone's 440 Hz.
+    for what, pkts in (("relay→sipp", sipp_in), ("sipp→relay", sipp_out)):
+        sizes = sorted({len(p) for p in pkts})
+        f = g711_tone(pkts[10:60])
+        if sizes != [172] or abs(f - 440) > 15:
+            h.fail("%s: sizes %s, tone %d Hz; expected plain 172-byte RTP of 440 Hz" % (what, sizes, f))
+        h.log("%s: plain RTP, %d Hz" % (what, f))
+    time.sleep(0.5)
+    dumps = alice.dumps()
+    if not dumps:
+        h.fail("baresip wrote no received-audio dump")
+    seconds, rms = wav_stats(dumps[-1])
+    h.log("baresip received %.2f s of audio, rms %.0f" % (seconds, rms))
+    if seconds < 1.0 or rms < 500:
+        h.fail("baresip received %.2f s, rms %.0f: no audio back over SRTP" % (seconds, rms))
+
+
+def check_mandatory_plain_488(relais):
+    mark = relais.log_mark()
+    plain = SrtpPhone("alice-plain", "101", relais, 440, None)
+    with plain.phone:
+        h.wait_until(lambda: plain.registered_line(), timeout=10, what="baresip (plain) registered")
+        plain.connect()
+        plain.command("dial", "sip:5550100@127.0.0.1:%d" % relais.port)
+        closed = plain.wait_event("CALL_CLOSED", 10)
+        if not closed or "488" not in str(closed.get("param")):
+            h.fail("plain RTP offer from an SRTP-mandatory user: expected 488, got %s" % plain.event_types())
+        h.log("plain offer from 101: %s" % closed.get("param"))
+    if not any("event=call.rejected" in l and "SRTP required" in l for l in relais.log_since(mark)):
+        h.fail("relais did not log the SRTP refusal")
+    if any("dial-result" in l for l in relais.log_since(mark)):
+        h.fail("the refused call reached the script")
+
+
+def relais_checks(checks):
+    h.require_tool("baresip")
+    h.require_tool("sipp")
+    uas_port = h.free_port()
+    with h.RelaisMedia(workers=1) as relay:
+        config = {
+            "auth": {"algorithms": ["MD5"]},  # baresip 1.0.0 (CLIENT-NOTES.md)
+            "calls": {"authenticate": True, "unknown_sources": "allow", "no_answer_timeout": 15},
+            "media": {"mode": "relay", "ng": "127.0.0.1:%d" % relay.ng_port, "timeout_ms": 500,
+                      "srtp": "optional"},
+            "users": {"101": {"srtp": "mandatory"}},
+            "trunks": {"operator": {"proxy": "sip:127.0.0.1:%d" % uas_port, "srtp": "never"}},
+        }
+        with h.Relais(name="srtp", config=config, script=SCRIPT) as relais:
+            relais.wait_log("event=media.relay_up", timeout=10, what="relay health ping")
+            checks.run("baresip (srtp-mand) → relais → plain sipp trunk: SRTP on the phone leg, RTP on the "
+                       "trunk leg, audio both ways", check_baresip_srtp_call, relais, uas_port)
+            checks.run("a plain offer from an SRTP-mandatory user gets 488", check_mandatory_plain_488, relais)
+            if not relais.alive():
+                h.fail("relais died")
+
+
 def test(checks):
+    relais_checks(checks)
     with h.RelaisMedia(workers=2) as relay:
         checks.run("SRTP side ↔ plain side over ng, per suite (80, 32, GCM)", check_srtp_to_rtp, relay)
         checks.run("SRTCP decrypted towards the plain side; tampered SRTCP dropped", check_srtcp, relay)
