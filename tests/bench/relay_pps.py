@@ -23,12 +23,19 @@ behind for good). A step whose generator could not send >= 95 % of the offered r
 CPU: utime+stime of the relay's process (all threads, /proc/PID/stat) between the generator's
 measure_start and measure_end; pps/core = forwarded pps / (CPU seconds / wall seconds).
 
-Usage: python3 tests/bench/relay_pps.py [--only bare,relais-media,rtpengine] [--keep] ...
+SRTP<->RTP (--case srtp): side A of every call speaks SRTP (SDES, AES_CM_128_HMAC_SHA1_80, its
+own random key per call, offered with transport-protocol RTP/AVP for side B), side B plain RTP:
+the relay decrypts A->B and encrypts B->A with the key it answered. rtp_load protects what A
+sends and unprotects what A receives with libsrtp2, so the payload still carries the send time;
+bare cannot do SRTP and is left out. Goal: relais-media >= 1.5x rtpengine's pps per core.
+
+Usage: python3 tests/bench/relay_pps.py [--case plain|srtp] [--only bare,relais-media,rtpengine] [--keep] ...
 Python standard library only; needs g++, taskset, timeout, rtpengine (optional: skipped if
 missing) and build/relais-media.
 """
 
 import argparse
+import base64
 import glob
 import json
 import os
@@ -162,9 +169,25 @@ class Ng:
         self.sock.close()
 
 
-def sdp(port):
-    return ("v=0\r\no=- 1 1 IN IP4 %s\r\ns=-\r\nc=IN IP4 %s\r\nt=0 0\r\n"
-            "m=audio %d RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\na=sendrecv\r\n" % (IP, IP, port))
+SRTP_SUITE = "AES_CM_128_HMAC_SHA1_80"
+
+
+def sdp(port, key=None):
+    """side A's or B's SDP; with `key` (30 bytes) RTP/SAVP and its a=crypto line"""
+    proto = "RTP/SAVP" if key else "RTP/AVP"
+    body = ("v=0\r\no=- 1 1 IN IP4 %s\r\ns=-\r\nc=IN IP4 %s\r\nt=0 0\r\n"
+            "m=audio %d %s 8\r\na=rtpmap:8 PCMA/8000\r\na=sendrecv\r\n" % (IP, IP, port, proto))
+    if key:
+        body += "a=crypto:1 %s inline:%s\r\n" % (SRTP_SUITE, base64.b64encode(key).decode())
+    return body
+
+
+def sdp_crypto(text):
+    """the key of the one a=crypto line the relay answered side A with"""
+    m = re.search(r"^a=crypto:1 " + SRTP_SUITE + r" inline:([A-Za-z0-9+/=]+)", text, re.M)
+    if not m or not re.search(r"^m=audio \d+ RTP/SAVP ", text, re.M):
+        raise RuntimeError("the relay's answer to the SRTP side has no RTP/SAVP + a=crypto:1:\n" + text)
+    return base64.b64decode(m.group(1))
 
 
 def sdp_port(text):
@@ -174,25 +197,34 @@ def sdp_port(text):
     return int(m.group(1))
 
 
-def setup_calls(ng_port, endpoints, tag):
-    """offer (side A) + answer (side B) per stream pair; [(port A sends to, port B sends to)]"""
+def setup_calls(ng_port, endpoints, tag, srtp=False):
+    """offer (side A) + answer (side B) per stream pair; [(port A sends to, port B sends to)],
+    with srtp [(..., A's key, the relay's key for A)]"""
     ng = Ng(ng_port)
     out = []
     common = {"flags": ["trust-address"], "replace": ["origin", "session-connection"],
               "ICE": "remove", "transport-protocol": "RTP/AVP"}
+    # The answer goes back to the offerer in its own profile (RTP/SAVP when it offered SRTP).
+    answer_common = {k: v for k, v in common.items() if not (srtp and k == "transport-protocol")}
     try:
         for i, (a, b) in enumerate(endpoints):
             cid = f"pps-{tag}-{i}"
+            key = secrets.token_bytes(30) if srtp else None
             r = ng.request(dict(common, command="offer", **{"call-id": cid, "from-tag": f"a{i}",
-                                                            "sdp": sdp(a)}))
+                                                            "sdp": sdp(a, key)}))
             if r.get("result") != "ok":
                 raise RuntimeError(f"offer {cid}: {r}")
+            if srtp and "a=crypto" in r["sdp"]:
+                raise RuntimeError(f"offer {cid}: the plain side got a=crypto:\n{r['sdp']}")
             to_b = sdp_port(r["sdp"])
-            r = ng.request(dict(common, command="answer", **{"call-id": cid, "from-tag": f"a{i}",
-                                                             "to-tag": f"b{i}", "sdp": sdp(b)}))
+            r = ng.request(dict(answer_common, command="answer", **{"call-id": cid, "from-tag": f"a{i}",
+                                                                    "to-tag": f"b{i}", "sdp": sdp(b)}))
             if r.get("result") != "ok":
                 raise RuntimeError(f"answer {cid}: {r}")
-            out.append((sdp_port(r["sdp"]), to_b))
+            if srtp:
+                out.append((sdp_port(r["sdp"]), to_b, key, sdp_crypto(r["sdp"])))
+            else:
+                out.append((sdp_port(r["sdp"]), to_b))
     finally:
         ng.close()
     return out
@@ -236,6 +268,7 @@ class Relay:
                           stdout=f, stderr=subprocess.STDOUT)
         f.close()
         self.pid = wrapped_pid(self.proc, binary_name)
+        self.seq_next = 1000  # a fresh process has fresh SRTP sessions (run_generator)
         if self.pid is None:
             raise RuntimeError(f"{self.name} did not start; log {path}:\n" + self.log_tail())
 
@@ -290,7 +323,7 @@ class RelaisMedia(Relay):
                     "--ports", f"{self.port_lo}-{self.port_hi}", "--workers", str(self.workers),
                     "--timeout", "60", "--log-level", "info"], "relais-media")
         self.wait_log("event=ready")
-        return setup_calls(self.ng_port, endpoints, f"{self.name}{self.serial}")
+        return setup_calls(self.ng_port, endpoints, f"{self.name}{self.serial}", self.args.case == "srtp")
 
 
 class Rtpengine(Relay):
@@ -303,7 +336,7 @@ class Rtpengine(Relay):
                     "--num-threads=1", "--log-level=5", "--timeout=60", "--delete-delay=0"],
                    "rtpengine")
         self.wait_ng(self.ng_port)
-        return setup_calls(self.ng_port, endpoints, f"rtpe{self.serial}")
+        return setup_calls(self.ng_port, endpoints, f"rtpe{self.serial}", self.args.case == "srtp")
 
 
 class Bare(Relay):
@@ -377,14 +410,21 @@ def run_generator(args, flows, rate, seconds, relay):
     end of its measured window (nothing else wakes up on the generator's core meanwhile)"""
     path = os.path.join(args.tmp, "flows.txt")
     with open(path, "w") as f:
-        for src, dst in flows:
-            f.write(f"{src} {dst}\n")
+        for src, dst, *srtp in flows:
+            f.write(f"{src} {dst}{(' ' + ' '.join(srtp)) if srtp else ''}\n")
     relay_pid = relay.pid
     life = args.warmup + seconds + 0.5 + 15
     argv = ["taskset", "-c", str(args.gen_cpu), "timeout", "-k", "2", str(int(life)), args.load_bin,
             "--flows", path, "--rate", str(rate), "--warmup", str(args.warmup),
             "--duration", str(seconds), "--tail", "0.2", "--drain", "0.3", "--burst", str(args.burst),
             "--cpu-pid", str(relay_pid or 0)]
+    if args.case == "srtp" and relay.kind != "direct":
+        # The relay's SRTP sessions outlive one generator run: start every flow ahead of where
+        # the last run stopped (a forward jump < 2^15 keeps the rollover counter in step),
+        # or the relay rightly drops the repeated indexes as replays.
+        argv += ["--seq-start", str(relay.seq_next)]
+        per_flow = int(rate * (args.warmup + seconds + 0.2) / max(1, len(flows))) + 64 * args.burst
+        relay.seq_next = (relay.seq_next + per_flow + 256) % 65536
     drops0 = udp_drops(relay.port_lo, relay.port_hi) if relay.kind != "direct" else 0
     all0, t0 = all_ticks(), time.monotonic()
     p = spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -508,8 +548,11 @@ class Bench:
 
     def flows_for(self, relay, ports):
         flows = []
-        for (a, b), (to_a, to_b) in zip(self.endpoints, ports):
-            flows.append((a, to_a))
+        for (a, b), (to_a, to_b, *keys) in zip(self.endpoints, ports):
+            if keys:  # SRTP case: A protects with its key, decrypts the relay's with the relay's
+                flows.append((a, to_a, f"tx={SRTP_SUITE}:{keys[0].hex()}", f"rx={SRTP_SUITE}:{keys[1].hex()}"))
+            else:
+                flows.append((a, to_a))
             flows.append((b, to_b))
         return flows
 
@@ -601,6 +644,8 @@ def main():
     ap.add_argument("--warmup", type=float, default=1.0)
     ap.add_argument("--max-loss", type=float, default=0.5, help="clean step: loss <= this %% (0.5)")
     ap.add_argument("--burst", type=int, default=1, help="packets per flow per sendmmsg (1)")
+    ap.add_argument("--case", choices=("plain", "srtp"), default="plain",
+                    help="plain: RTP both ways; srtp: side A SRTP (SDES), side B plain RTP")
     ap.add_argument("--only", default="bare,relais-media,rtpengine")
     ap.add_argument("--workers2", choices=("yes", "no"), default="yes",
                     help="also run relais-media --workers 2 on both cores at the fixed rate and at "
@@ -623,6 +668,11 @@ def main():
     ladder = sorted({int(x) for x in a.ladder.split(",")} | {a.fixed_rate})
     ladder = [r for r in ladder if r >= a.fixed_rate]
     only = [x.strip() for x in a.only.split(",") if x.strip()]
+    if a.case == "srtp":
+        if "bare" in only:
+            log("--case srtp: bare cannot do SRTP, left out")
+            only.remove("bare")
+        a.workers2 = "no"
 
     for tool in ("g++", "taskset", "timeout"):
         if not shutil.which(tool):
@@ -643,12 +693,13 @@ def main():
         a.load_bin = os.path.join(a.tmp, "rtp_load")
         a.bare_bin = os.path.join(a.tmp, "bare_forwarder")
         for src, out in (("rtp_load.cpp", a.load_bin), ("bare_forwarder.cpp", a.bare_bin)):
-            subprocess.run(["g++", "-O2", "-std=c++20", "-o", out, os.path.join(HERE, src)],
+            libs = ["-lsrtp2"] if src == "rtp_load.cpp" else []
+            subprocess.run(["g++", "-O2", "-std=c++20", "-o", out, os.path.join(HERE, src)] + libs,
                            check=True, timeout=180)
         busy = wait_idle(a.wait_idle)
         log(f"machine: {os.cpu_count()} cores, other processes {busy:.0f} % of a core; relay on CPU "
             f"{a.relay_cpu}, generator on CPU {a.gen_cpu}; {a.streams} streams = {2 * a.streams} flows "
-            f"of 172-byte RTP")
+            f"of 172-byte RTP" + (f" (side A SRTP {SRTP_SUITE}: 182 bytes)" if a.case == "srtp" else ""))
         return run(a, ladder, only)
     finally:
         stop_all()
@@ -726,7 +777,8 @@ def run(a, ladder, only):
 
 def print_summary(a, bench, base, results, w2):
     b50 = bench.base_p50
-    out = [f"relay_pps (172-byte RTP, {a.streams} streams = {2 * a.streams} flows; relay pinned to 1 "
+    what = "172-byte RTP" if a.case == "plain" else f"SRTP<->RTP: side A {SRTP_SUITE} 182 bytes, side B RTP 172"
+    out = [f"relay_pps ({what}, {a.streams} streams = {2 * a.streams} flows; relay pinned to 1 "
            f"core, generator on the other; loss <= {a.max_loss:g}% is clean):"]
     out.append(f"  direct path, no relay, at {fmt_rate(a.fixed_rate)}pps: p50={base.res['p50_us']:.0f}µs "
                f"p99={base.res['p99_us']:.0f}µs loss={base.loss:.3f}% (added latency = latency - "
@@ -787,7 +839,11 @@ def print_summary(a, bench, base, results, w2):
             f"{fmt_rate(s.rate)}: fwd {s.rx_pps:,.0f} pps cpu={100 * s.cpu_frac:.0f}% "
             f"({s.pps_core:,.0f} pps/core) loss={s.loss:.3f}% p99={s.p('p99_us', b50):.0f}µs"
             for s in w2))
-    if rm in best:
+    if rm in best and a.case == "srtp":
+        if "rtpengine" in best:
+            r = best[rm].pps_core / best["rtpengine"].pps_core
+            out.append(f"  goals: SRTP<->RTP >= 1.5× rtpengine pps/core: {'PASS' if r >= 1.5 else 'FAIL'} ({r:.2f}×)")
+    elif rm in best:
         goals = []
         if "rtpengine" in best:
             r = best[rm].pps_core / best["rtpengine"].pps_core

@@ -20,7 +20,14 @@
 // Pacing: packets are due at --rate from the start; a generator that falls more than
 // --max-lag-ms behind (preempted) skips the missed packets instead of bursting them ("skipped").
 // Output on stdout: "event=measure_start", "event=measure_end", then "result {...}" (JSON).
+//
+// SRTP (the SRTP<->RTP case of relay_pps.py): a flow line may carry "tx=SUITE:KEYHEX" (its
+// packets are protected with libsrtp2 under that master key||salt before sending) and
+// "rx=SUITE:KEYHEX" (packets arriving on its source socket are SRTP under that key and are
+// unprotected before they are read; one that fails counts as unknown). The payload carries the
+// same send time and flow index either way, so latency and loss are measured as for RTP.
 #include <arpa/inet.h>
+#include <srtp2/srtp.h>
 #include <netinet/in.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
@@ -39,6 +46,7 @@
 
 #include <fstream>
 #include <map>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -62,6 +70,7 @@ void die(const char* what) {
 
 struct Flow {
   int sock_index;
+  srtp_t tx_srtp = nullptr;  // protect what this flow sends
   sockaddr_in dst;
   uint16_t seq;
   uint32_t ts;
@@ -72,7 +81,41 @@ struct Flow {
 struct Sock {
   int fd;
   uint32_t drops_seen = 0;  // SO_RXQ_OVFL is a running total per socket
+  srtp_t rx_srtp = nullptr;  // what arrives here is SRTP (rx= on a flow from this socket)
 };
+
+// "SUITE:HEX" → an SRTP session (inbound or outbound), or exits.
+srtp_t make_srtp(const std::string& spec, bool inbound) {
+  size_t colon = spec.find(':');
+  std::string suite = spec.substr(0, colon), hex = colon == std::string::npos ? "" : spec.substr(colon + 1);
+  srtp_policy_t p;
+  memset(&p, 0, sizeof p);
+  if (suite == "AES_CM_128_HMAC_SHA1_80") {
+    srtp_crypto_policy_set_aes_cm_128_hmac_sha1_80(&p.rtp);
+    srtp_crypto_policy_set_aes_cm_128_hmac_sha1_80(&p.rtcp);
+  } else if (suite == "AES_CM_128_HMAC_SHA1_32") {
+    srtp_crypto_policy_set_aes_cm_128_hmac_sha1_32(&p.rtp);
+    srtp_crypto_policy_set_aes_cm_128_hmac_sha1_80(&p.rtcp);
+  } else {
+    fprintf(stderr, "rtp_load: unsupported SRTP suite %s\n", suite.c_str());
+    exit(2);
+  }
+  std::vector<unsigned char> key;
+  for (size_t i = 0; i + 1 < hex.size(); i += 2) key.push_back(static_cast<unsigned char>(std::stoul(hex.substr(i, 2), nullptr, 16)));
+  if (key.size() != 30) {
+    fprintf(stderr, "rtp_load: SRTP key must be 30 bytes of hex\n");
+    exit(2);
+  }
+  p.key = key.data();
+  p.ssrc.type = inbound ? ssrc_any_inbound : ssrc_any_outbound;
+  p.window_size = 1024;  // a loaded relay reorders a little; not the point of the measurement
+  srtp_t s = nullptr;
+  if (srtp_create(&s, &p) != srtp_err_status_ok) {
+    fprintf(stderr, "rtp_load: srtp_create failed\n");
+    exit(2);
+  }
+  return s;
+}
 
 void put_u32(uint8_t* p, uint32_t v) { memcpy(p, &v, 4); }
 void put_u64(uint8_t* p, uint64_t v) { memcpy(p, &v, 8); }
@@ -148,6 +191,10 @@ int main(int argc, char** argv) {
   int burst = 1, cpu_pid = 0;
   double max_lag_ms = 2;
   int rcvbuf = 1 << 20;
+  // First RTP sequence number of every flow (default random). An SRTP receiver refuses indexes
+  // it has seen (replay protection), so runs against the same SRTP sessions must go on from
+  // where the last one stopped: relay_pps.py passes a start ahead of the previous run's end.
+  long seq_start = -1;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i], v = argv[i + 1];
     if (a == "--flows") flows_path = v;
@@ -161,6 +208,7 @@ int main(int argc, char** argv) {
     else if (a == "--rcvbuf") rcvbuf = atoi(v.c_str());
     else if (a == "--cpu-pid") cpu_pid = atoi(v.c_str());
     else if (a == "--max-lag-ms") max_lag_ms = atof(v.c_str());
+    else if (a == "--seq-start") seq_start = atol(v.c_str());
     else {
       fprintf(stderr, "rtp_load: unknown option %s\n", a.c_str());
       return 2;
@@ -184,10 +232,19 @@ int main(int argc, char** argv) {
   std::vector<Flow> flows;
   std::vector<Sock> socks;
   std::map<int, int> by_port;
+  if (srtp_init() != srtp_err_status_ok) die("srtp_init");
   {
     std::ifstream in(flows_path);
-    int src, dst;
-    while (in >> src >> dst) {
+    std::string line;
+    while (std::getline(in, line)) {
+      std::istringstream words(line);
+      int src = 0, dst = 0;
+      if (!(words >> src >> dst)) continue;
+      std::string tx_spec, rx_spec, w;
+      while (words >> w) {
+        if (w.rfind("tx=", 0) == 0) tx_spec = w.substr(3);
+        else if (w.rfind("rx=", 0) == 0) rx_spec = w.substr(3);
+      }
       auto it = by_port.find(src);
       if (it == by_port.end()) {
         int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
@@ -211,12 +268,14 @@ int main(int argc, char** argv) {
         it = by_port.emplace(src, int(socks.size())).first;
         socks.push_back(Sock{fd});
       }
+      if (!rx_spec.empty() && !socks[size_t(it->second)].rx_srtp) socks[size_t(it->second)].rx_srtp = make_srtp(rx_spec, true);
       Flow f{};
       f.sock_index = it->second;
+      if (!tx_spec.empty()) f.tx_srtp = make_srtp(tx_spec, false);
       f.dst.sin_family = AF_INET;
       f.dst.sin_addr = ip;
       f.dst.sin_port = htons(uint16_t(dst));
-      f.seq = uint16_t(rand());
+      f.seq = seq_start >= 0 ? uint16_t(seq_start) : uint16_t(rand());
       f.ts = uint32_t(rand());
       flows.push_back(f);
     }
@@ -228,7 +287,7 @@ int main(int argc, char** argv) {
   const size_t nflows = flows.size();
 
   // Transmit buffers: one sendmmsg of `burst` packets at a time.
-  std::vector<std::vector<uint8_t>> txbuf(burst, std::vector<uint8_t>(kPacketLen, 0));
+  std::vector<std::vector<uint8_t>> txbuf(burst, std::vector<uint8_t>(kPacketLen + SRTP_MAX_TRAILER_LEN, 0));
   std::vector<iovec> txiov(burst);
   std::vector<mmsghdr> txmsg(burst);
 
@@ -306,7 +365,15 @@ int main(int argc, char** argv) {
               if (!user_now) user_now = now_ns(CLOCK_REALTIME);
               stamp = user_now;
             }
-            const uint8_t* p = rxbuf[i].data();
+            uint8_t* p = rxbuf[i].data();
+            if (s.rx_srtp) {
+              int len = int(rxmsg[i].msg_len);
+              if (srtp_unprotect(s.rx_srtp, p, &len) != srtp_err_status_ok) {
+                ++unknown;
+                continue;
+              }
+              rxmsg[i].msg_len = unsigned(len);
+            }
             if (rxmsg[i].msg_len != kPacketLen) {
               ++unknown;
               continue;
@@ -395,7 +462,9 @@ int main(int argc, char** argv) {
           put_u32(p + 24, phase);
           ++f.seq;
           f.ts += 160;
-          txiov[b] = {p, kPacketLen};
+          int len = int(kPacketLen);
+          if (f.tx_srtp && srtp_protect(f.tx_srtp, p, &len) != srtp_err_status_ok) die("srtp_protect");
+          txiov[b] = {p, size_t(len)};
           msghdr& h = txmsg[b].msg_hdr;
           h = msghdr{};
           h.msg_name = &f.dst;
