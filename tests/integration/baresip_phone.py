@@ -18,6 +18,35 @@ def write_baresip_files(directory, config_lines, account_line):
         f.write(account_line + "\n")
 
 
+def audio_phone_config(sip_listen, net_interface, rtp_ports, tone, snd_dir, ctrl_listen=None):
+    """config lines of a phone with audio: plays `tone` (aufile), drops what it hears to a
+    null player but dumps it to `snd_dir` (sndfile: dump-*-dec.wav), G.711 only."""
+    lines = [
+        "poll_method\t\tepoll",
+        "sip_listen\t\t%s" % sip_listen,
+        "net_interface\t\t%s" % net_interface,
+        "rtp_ports\t\t%s" % rtp_ports,
+        "audio_source\t\taufile,%s" % tone,
+        "audio_player\t\taubridge,null",
+        "audio_alert\t\taubridge,null",
+        "snd_path\t\t%s" % snd_dir,
+    ]
+    if ctrl_listen:
+        lines.append("ctrl_tcp_listen\t\t%s" % ctrl_listen)
+    lines += [
+        "module_path\t\t%s" % MODULE_PATH,
+        "module\t\t\tg711.so",
+        "module\t\t\taufile.so",
+        "module\t\t\taubridge.so",
+        "module\t\t\tsndfile.so",
+        "module_app\t\taccount.so",
+        "module_app\t\tmenu.so",
+    ]
+    if ctrl_listen:
+        lines.append("module_app\t\tctrl_tcp.so")
+    return lines
+
+
 def registered_line(text):
     """baresip's log line for a successful registration, or None."""
     for line in text.splitlines():

@@ -65,25 +65,10 @@ class Phone(h.BaresipProcess):
         write_tone(self.tone, freq)
         self.snd_dir = os.path.join(self.dir, "snd")
         os.makedirs(self.snd_dir)
-        h.write_baresip_files(self.dir, [
-            "poll_method\t\tepoll",
-            "sip_listen\t\t127.0.0.1:%d" % self.sip_port,
-            "net_interface\t\t127.0.0.1",
-            "rtp_ports\t\t%d-%d" % (rtp, rtp + 20),
-            "audio_source\t\taufile,%s" % self.tone,
-            "audio_player\t\taubridge,null",
-            "audio_alert\t\taubridge,null",
-            "snd_path\t\t%s" % self.snd_dir,
-            "ctrl_tcp_listen\t\t127.0.0.1:%d" % self.ctrl_port,
-            "module_path\t\t%s" % h.MODULE_PATH,
-            "module\t\t\tg711.so",
-            "module\t\t\taufile.so",
-            "module\t\t\taubridge.so",
-            "module\t\t\tsndfile.so",
-            "module_app\t\taccount.so",
-            "module_app\t\tmenu.so",
-            "module_app\t\tctrl_tcp.so",
-        ], "<sip:%s@127.0.0.1:%d;transport=udp>;auth_pass=%s;answermode=auto;regint=600" % (
+        h.write_baresip_files(self.dir, h.audio_phone_config(
+            "127.0.0.1:%d" % self.sip_port, "127.0.0.1", "%d-%d" % (rtp, rtp + 20), self.tone, self.snd_dir,
+            ctrl_listen="127.0.0.1:%d" % self.ctrl_port),
+            "<sip:%s@127.0.0.1:%d;transport=udp>;auth_pass=%s;answermode=auto;regint=600" % (
             user, relais.port, h.user_password(user)))
         self.sock = None
         self.buf = b""
