@@ -1,6 +1,8 @@
 // srtp_session.cpp — libsrtp2 policies for the SDES suites, and in-place protect/unprotect.
 #include "srtp_session.hpp"
 
+#include "srtp_transform.hpp"
+
 #include <srtp2/srtp.h>
 #include <sys/random.h>
 
@@ -136,7 +138,20 @@ void SrtpSession::Dealloc::operator()(srtp_ctx_t_* ctx) const {
   if (ctx) srtp_dealloc(ctx);
 }
 
+SrtpSession::SrtpSession(srtp_ctx_t_* ctx, std::unique_ptr<SrtpTransform> native, const SrtpKey& key)
+    : ctx_(ctx), native_(std::move(native)), key_(key) {}
+
+SrtpSession::~SrtpSession() = default;
+
 std::unique_ptr<SrtpSession> SrtpSession::create(const SrtpKey& key, Direction dir, std::string& error) {
+  if (key.suite == SrtpSuite::aes_cm_128_hmac_sha1_80 || key.suite == SrtpSuite::aes_cm_128_hmac_sha1_32) {
+    auto native = SrtpTransform::create(key);
+    if (!native) {
+      error = "OpenSSL refused the SRTP key";
+      return nullptr;
+    }
+    return std::unique_ptr<SrtpSession>(new SrtpSession(nullptr, std::move(native), key));
+  }
   if (!library_ready()) {
     error = "srtp_init failed";
     return nullptr;
@@ -163,7 +178,7 @@ std::unique_ptr<SrtpSession> SrtpSession::create(const SrtpKey& key, Direction d
     error = "srtp_create failed (" + std::to_string(static_cast<int>(st)) + ")";
     return nullptr;
   }
-  return std::unique_ptr<SrtpSession>(new SrtpSession(ctx, key));
+  return std::unique_ptr<SrtpSession>(new SrtpSession(ctx, nullptr, key));
 }
 
 bool SrtpSession::known(uint32_t ssrc) {
@@ -190,6 +205,7 @@ SrtpSession::Result SrtpSession::protect_rtp(uint8_t* data, uint32_t& len, size_
     if (ssrc_count_ >= kMaxSsrcs) return Result::too_many_ssrcs;
     remember(ssrc);
   }
+  if (native_) return native_->protect_rtp(data, len);
   int n = static_cast<int>(len);
   Result r = map_status(srtp_protect(ctx_.get(), data, &n));
   if (r == Result::ok) len = static_cast<uint32_t>(n);
@@ -203,6 +219,7 @@ SrtpSession::Result SrtpSession::protect_rtcp(uint8_t* data, uint32_t& len, size
     if (ssrc_count_ >= kMaxSsrcs) return Result::too_many_ssrcs;
     remember(ssrc);
   }
+  if (native_) return native_->protect_rtcp(data, len);
   int n = static_cast<int>(len);
   Result r = map_status(srtp_protect_rtcp(ctx_.get(), data, &n));
   if (r == Result::ok) len = static_cast<uint32_t>(n);
@@ -216,8 +233,14 @@ SrtpSession::Result SrtpSession::unprotect_rtp(uint8_t* data, uint32_t& len) {
   uint32_t ssrc = rd32(data + 8);
   bool fresh = !known(ssrc);
   if (fresh && ssrc_count_ >= kMaxSsrcs) return Result::too_many_ssrcs;
+  Result r = Result::ok;
+  if (native_) {
+    r = native_->unprotect_rtp(data, len);
+    if (r == Result::ok && fresh) remember(ssrc);
+    return r;
+  }
   int n = static_cast<int>(len);
-  Result r = map_status(srtp_unprotect(ctx_.get(), data, &n));
+  r = map_status(srtp_unprotect(ctx_.get(), data, &n));
   if (r != Result::ok) return r;
   len = static_cast<uint32_t>(n);
   if (fresh) remember(ssrc);
@@ -229,8 +252,14 @@ SrtpSession::Result SrtpSession::unprotect_rtcp(uint8_t* data, uint32_t& len) {
   uint32_t ssrc = rd32(data + 4);
   bool fresh = !known(ssrc);
   if (fresh && ssrc_count_ >= kMaxSsrcs) return Result::too_many_ssrcs;
+  Result r = Result::ok;
+  if (native_) {
+    r = native_->unprotect_rtcp(data, len);
+    if (r == Result::ok && fresh) remember(ssrc);
+    return r;
+  }
   int n = static_cast<int>(len);
-  Result r = map_status(srtp_unprotect_rtcp(ctx_.get(), data, &n));
+  r = map_status(srtp_unprotect_rtcp(ctx_.get(), data, &n));
   if (r != Result::ok) return r;
   len = static_cast<uint32_t>(n);
   if (fresh) remember(ssrc);

@@ -1,7 +1,8 @@
 // srtp_session.hpp — one direction of SRTP/SRTCP for one side of a stream pair, around libsrtp2's
 // srtp_t (RAII: srtp_dealloc). Inbound sessions decrypt and authenticate what a side sends us;
 // outbound sessions protect what we send to it. The suites are the SDES ones (RFC 4568 §6.2,
-// RFC 7714 §12 for GCM); keys are master key || master salt as carried in a=crypto.
+// RFC 7714 §12 for GCM); keys are master key || master salt as carried in a=crypto. The
+// AES-CM suites run on srtp_transform.hpp (OpenSSL), GCM on libsrtp2.
 // One owner thread per session (the worker that owns the pair): libsrtp keeps no shared
 // mutable state between sessions once srtp_init() has run.
 #pragma once
@@ -17,6 +18,8 @@
 struct srtp_ctx_t_;
 
 namespace relais::media {
+
+class SrtpTransform;
 
 enum class SrtpSuite : uint8_t { none, aes_cm_128_hmac_sha1_80, aes_cm_128_hmac_sha1_32, aead_aes_128_gcm };
 
@@ -65,7 +68,7 @@ class SrtpSession {
 
   // nullptr + error when libsrtp refuses the key or suite.
   static std::unique_ptr<SrtpSession> create(const SrtpKey& key, Direction dir, std::string& error);
-  ~SrtpSession() = default;
+  ~SrtpSession();
   SrtpSession(const SrtpSession&) = delete;
   SrtpSession& operator=(const SrtpSession&) = delete;
 
@@ -82,11 +85,13 @@ class SrtpSession {
   struct Dealloc {
     void operator()(srtp_ctx_t_* ctx) const;  // srtp_dealloc
   };
-  SrtpSession(srtp_ctx_t_* ctx, const SrtpKey& key) : ctx_(ctx), key_(key) {}
+  SrtpSession(srtp_ctx_t_* ctx, std::unique_ptr<SrtpTransform> native, const SrtpKey& key);
   bool known(uint32_t ssrc);     // seen before (and caches it as the last one)
   void remember(uint32_t ssrc);  // no-op when full
 
+  // AES-CM suites run on our OpenSSL transform (srtp_transform.hpp says why), GCM on libsrtp2.
   std::unique_ptr<srtp_ctx_t_, Dealloc> ctx_;
+  std::unique_ptr<SrtpTransform> native_;
   SrtpKey key_;
   std::array<uint32_t, kMaxSsrcs> ssrcs_{};
   size_t ssrc_count_ = 0;

@@ -11,6 +11,8 @@
 #include "srtp_session.hpp"
 #include "stream_crypto.hpp"
 
+#include <srtp2/srtp.h>
+
 using namespace relais::media;
 
 namespace {
@@ -316,4 +318,69 @@ TEST_CASE("unusable SDES offers and answers are errors that change nothing") {
   StreamCrypto fresh;
   REQUIRE(crypto_offer(fresh, 0, plain, plain.media[0], "", SdesOptions{}, out) == "");
   CHECK(crypto_answer(fresh, 1, answer, answer.media[0], out) != "");
+}
+
+namespace {
+
+// libsrtp2 as the reference for our OpenSSL transform of the AES-CM suites.
+struct Libsrtp {
+  srtp_t ctx = nullptr;
+  Libsrtp(const SrtpKey& k, bool inbound) {
+    srtp_init();
+    srtp_policy_t p;
+    std::memset(&p, 0, sizeof p);
+    if (k.suite == SrtpSuite::aes_cm_128_hmac_sha1_32) srtp_crypto_policy_set_aes_cm_128_hmac_sha1_32(&p.rtp);
+    else srtp_crypto_policy_set_aes_cm_128_hmac_sha1_80(&p.rtp);
+    srtp_crypto_policy_set_aes_cm_128_hmac_sha1_80(&p.rtcp);
+    auto key = k.bytes;
+    p.key = key.data();
+    p.ssrc.type = inbound ? ssrc_any_inbound : ssrc_any_outbound;
+    p.window_size = 128;
+    REQUIRE(srtp_create(&ctx, &p) == srtp_err_status_ok);
+  }
+  ~Libsrtp() { srtp_dealloc(ctx); }
+};
+
+}  // namespace
+
+TEST_CASE("our AES-CM transform and libsrtp2 read each other's SRTP and SRTCP, across a sequence wrap") {
+  for (SrtpSuite suite : {SrtpSuite::aes_cm_128_hmac_sha1_80, SrtpSuite::aes_cm_128_hmac_sha1_32}) {
+    CAPTURE(srtp_suite_name(suite));
+    SrtpKey k = key_for(suite);
+    std::string e;
+    auto ours_tx = SrtpSession::create(k, SrtpSession::Direction::outbound, e);
+    auto ours_rx = SrtpSession::create(k, SrtpSession::Direction::inbound, e);
+    Libsrtp ref_tx(k, false), ref_rx(k, true);
+    for (uint32_t i = 0; i < 40; ++i) {
+      uint16_t seq = static_cast<uint16_t>(65520 + i);  // wraps: the rollover counter must follow
+      auto p = rtp(seq, 0xCAFE), plain = p;
+      uint32_t len = 172;
+      REQUIRE(ours_tx->protect_rtp(p.data(), len, p.size()) == SrtpSession::Result::ok);
+      int n = static_cast<int>(len);
+      REQUIRE_MESSAGE(srtp_unprotect(ref_rx.ctx, p.data(), &n) == srtp_err_status_ok, "seq " << seq);
+      CHECK(std::memcmp(p.data(), plain.data(), 172) == 0);
+
+      auto q = rtp(seq, 0xBEEF);
+      int m = 172;
+      REQUIRE(srtp_protect(ref_tx.ctx, q.data(), &m) == srtp_err_status_ok);
+      uint32_t qlen = static_cast<uint32_t>(m);
+      REQUIRE_MESSAGE(ours_rx->unprotect_rtp(q.data(), qlen) == SrtpSession::Result::ok, "seq " << seq);
+      CHECK(qlen == 172);
+      CHECK(std::memcmp(q.data() + 12, plain.data() + 12, 160) == 0);
+    }
+    for (int i = 0; i < 3; ++i) {
+      auto c = rtcp_rr(0xCAFE), plain = c;
+      uint32_t clen = 8;
+      REQUIRE(ours_tx->protect_rtcp(c.data(), clen, c.size()) == SrtpSession::Result::ok);
+      int n = static_cast<int>(clen);
+      REQUIRE(srtp_unprotect_rtcp(ref_rx.ctx, c.data(), &n) == srtp_err_status_ok);
+      CHECK(n == 8);
+      auto d = rtcp_rr(0xBEEF);
+      int m = 8;
+      REQUIRE(srtp_protect_rtcp(ref_tx.ctx, d.data(), &m) == srtp_err_status_ok);
+      uint32_t dlen = static_cast<uint32_t>(m);
+      REQUIRE(ours_rx->unprotect_rtcp(d.data(), dlen) == SrtpSession::Result::ok);
+      CHECK(dlen == 8);
+    }
+  }
 }
