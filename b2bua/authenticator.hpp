@@ -40,6 +40,15 @@ class Authenticator {
 
   const std::string& realm() const { return realm_; }
 
+  // Failed credentials (wrong password, unknown user, a user claiming another's identity)
+  // feed the SBC's per-source ban counter. verify() does not know the source address, so its
+  // callers report each failure they answer with the request's source.
+  using FailureHook = std::function<void(const std::string& source_ip, const std::string& user, const std::string& reason)>;
+  void set_failure_hook(FailureHook hook) { failure_hook_ = std::move(hook); }
+  void report_failure(const std::string& source_ip, const std::string& user, const std::string& reason) const {
+    if (failure_hook_) failure_hook_(source_ip, user, reason);
+  }
+
  private:
   struct Hashes {
     std::string md5;
@@ -56,6 +65,7 @@ class Authenticator {
   NonceIssuer nonces_;
   NonceCounts counts_;
   std::map<std::string, Hashes> users_;  // config users, HA1s precomputed for realm_
+  FailureHook failure_hook_;
 };
 
 }  // namespace relais

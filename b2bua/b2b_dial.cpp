@@ -82,6 +82,11 @@ bool B2bCall::start_leg(const std::string& target) {
       log_warn("call.bad_target").kv("call", id_).kv("target", target);
       return false;
     }
+    if (!engine_.claim_trunk(id_, name)) {
+      last_failure_code_ = 503;
+      last_failure_reason_ = "Trunk Capacity Reached";
+      return false;
+    }
     leg->request_uri = "sip:" + number + "@" + leg->trunk->domain;
     leg->route = leg->trunk->proxy;
     from_host = leg->trunk->domain;

@@ -13,6 +13,8 @@
 
 #include <lua.hpp>
 
+#include <algorithm>
+
 #include "event_loop.hpp"
 #include "log.hpp"
 #include "sip_stack.hpp"
@@ -67,7 +69,7 @@ struct Deferred {
 
 CallEngine::CallEngine(const Config& cfg, EventLoop& loop, SipStack& stack, LocationStore& store, Authenticator& auth,
                        ScriptEngine& script)
-    : cfg_(cfg), loop_(loop), stack_(stack), store_(store), auth_(auth), script_(script) {}
+    : cfg_(cfg), loop_(loop), stack_(stack), store_(store), auth_(auth), script_(script), limits_(cfg) {}
 
 CallEngine::~CallEngine() {
   while (!calls_.empty()) finish(calls_.begin()->first);
@@ -184,6 +186,8 @@ void CallEngine::handle_invite(const SipRequestPtr& request) {
 
   if (!local_user) {
     if (cfg_.calls.unknown_sources == "reject") {
+      // INVITEs from nobody we know are how toll-fraud scanners probe: they count toward a ban.
+      auth_.report_failure(request->source().ip, from && from->url_user ? from->url_user : "", "unknown source");
       log_info("call.rejected").kv("reason", "unknown source").kv("src", request->source().to_string()).kv("call_id", request->call_id());
       request->respond(403, "Unknown Source");
       return;
@@ -197,6 +201,7 @@ void CallEngine::handle_invite(const SipRequestPtr& request) {
     switch (outcome.verdict) {
       case Authenticator::Verdict::ok:
         if (outcome.user != user) {
+          auth_.report_failure(request->source().ip, outcome.user, "Username Does Not Match From");
           request->respond(403, "Username Does Not Match From");
           return;
         }
@@ -217,6 +222,7 @@ void CallEngine::handle_invite(const SipRequestPtr& request) {
         request->respond(400, outcome.reason.c_str());
         return;
       case Authenticator::Verdict::forbidden:
+        auth_.report_failure(request->source().ip, outcome.user, outcome.reason);
         log_warn("call.auth_failed").kv("user", outcome.user).kv("reason", outcome.reason)
             .kv("src", request->source().to_string()).kv("call_id", request->call_id());
         request->respond(SIP_403_FORBIDDEN);
@@ -238,14 +244,31 @@ void CallEngine::start_call(const SipRequestPtr& request, const std::string& aut
     request->respond(488, "Not Acceptable Here", SIPTAG_WARNING_STR(("399 relais \"" + why + "\"").c_str()), TAG_END());
     return;
   }
+  // SBC concurrent-call limits: refused before any leg, media or script work.
+  if (!limits_.claim_user(auth_user)) {
+    log_warn("call.limit").kv("user", auth_user).kv("active", limits_.user_calls(auth_user))
+        .kv("src", request->source().to_string()).kv("call_id", request->call_id());
+    request->respond(503, "Too Many Calls");
+    return;
+  }
+  if (!from_trunk.empty() && !limits_.claim_trunk(from_trunk)) {
+    limits_.release_user(auth_user);
+    log_warn("call.limit").kv("trunk", from_trunk).kv("active", limits_.trunk_calls(from_trunk))
+        .kv("src", request->source().to_string()).kv("call_id", request->call_id());
+    request->respond(503, "Trunk Capacity Reached");
+    return;
+  }
   uint64_t id = next_id_++;
   auto ctx = std::make_unique<Context>();
   ctx->id = id;
   ctx->engine = this;
   ctx->auth_user = auth_user;
   ctx->from_trunk = from_trunk;
+  if (!from_trunk.empty()) ctx->trunks.push_back(from_trunk);
   ctx->call = std::make_unique<B2bCall>(*this, id, request);
   if (!ctx->call->accept_leg()) {
+    limits_.release_user(auth_user);
+    if (!from_trunk.empty()) limits_.release_trunk(from_trunk);
     request->respond(500, "Cannot Create Dialog");
     return;
   }
@@ -269,6 +292,19 @@ void CallEngine::start_call(const SipRequestPtr& request, const std::string& aut
   lua_getglobal(c.co, "on_invite");
   push_call_table(c.co, c);
   run_coroutine(c, 1);
+}
+
+bool CallEngine::claim_trunk(uint64_t call_id, const std::string& trunk) {
+  Context* ctx = context_of(call_id);
+  if (!ctx) return false;
+  if (std::find(ctx->trunks.begin(), ctx->trunks.end(), trunk) != ctx->trunks.end()) return true;
+  if (!limits_.claim_trunk(trunk)) {
+    log_warn("call.limit").kv("call", call_id).kv("trunk", trunk).kv("active", limits_.trunk_calls(trunk))
+        .kv("call_id", ctx->call ? ctx->call->call_id() : "");
+    return false;
+  }
+  ctx->trunks.push_back(trunk);
+  return true;
 }
 
 CallEngine::Context* CallEngine::context_of(uint64_t call_id) {
@@ -475,6 +511,8 @@ void CallEngine::finish(uint64_t call_id) {
   log_info("call.end").kv("call", call_id).kv("call_id", ctx.call ? ctx.call->call_id() : "")
       .kv("answered", ctx.call && ctx.call->answered() ? "true" : "false");
   --counters_.active;
+  limits_.release_user(ctx.auth_user);
+  for (const std::string& trunk : ctx.trunks) limits_.release_trunk(trunk);
   ctx.call.reset();
   calls_.erase(it);
   loop_.kick();

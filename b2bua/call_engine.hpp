@@ -14,6 +14,7 @@
 
 #include "authenticator.hpp"
 #include "b2b_call.hpp"
+#include "call_limits.hpp"
 #include "call_media.hpp"
 #include "config.hpp"
 #include "location_store.hpp"
@@ -51,7 +52,11 @@ class CallEngine {
   // Starts the media relay client when media.mode = "relay".
   bool start_media(std::string& error);
   NgClient* media() const { return ng_.get(); }
-  void set_config(const Config& cfg) { cfg_ = cfg; }
+  void set_config(const Config& cfg) {
+    cfg_ = cfg;
+    limits_.configure(cfg);
+  }
+  const CallLimits& limits() const { return limits_; }
   const CallCounters& counters() const { return counters_; }
   // The store behind relais.kv (voicemail metadata ...); set before the script loads.
   void set_kv(KvStore* kv) { kv_ = kv; }
@@ -68,6 +73,10 @@ class CallEngine {
   void kick();
   const TrunkConfig* trunk(const std::string& name) const;
   void call_answered() { ++counters_.answered; }
+  // Counts the call against `trunk` (once per call, until it ends); false = the trunk is at
+  // its concurrent-call limit and the call must not dial it.
+  bool claim_trunk(uint64_t call_id, const std::string& trunk);
+
 
   // Adds call verbs, registrar.lookup and relais.sleep to a script state. `engine` may be
   // null (--check): the functions exist and raise when used.
@@ -114,6 +123,7 @@ class CallEngine {
   std::map<uint64_t, std::unique_ptr<Context>> calls_;
   std::unique_ptr<NgClient> ng_;
   CallCounters counters_;
+  CallLimits limits_;
   KvStore* kv_ = nullptr;
   MailSender* mail_ = nullptr;
 };
@@ -132,6 +142,7 @@ struct CallEngine::Context {
   std::function<int(lua_State*)> pending;  // results waiting for resume_later
   std::string auth_user;
   std::string from_trunk;     // trunk name when the INVITE came from a trunk's address
+  std::vector<std::string> trunks;  // trunks this call counts against (CallLimits)
   std::unique_ptr<CallMedia> media;  // once the script answered the call itself
   int dtmf_hook_ref = -2;     // call:on_dtmf(fn) in the registry (LUA_NOREF)
 };

@@ -65,6 +65,18 @@ bool Cidr::contains(const std::string& ip) const {
   return (bytes[static_cast<size_t>(full)] & mask) == (bytes_[static_cast<size_t>(full)] & mask);
 }
 
+bool Cidr::contains(const std::array<uint8_t, 16>& v6) const {
+  static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  bool v4 = memcmp(v6.data(), mapped, 12) == 0;
+  if (family_ == AF_INET && !v4) return false;
+  const uint8_t* bytes = family_ == AF_INET ? v6.data() + 12 : v6.data();
+  int full = prefix_ / 8, rest = prefix_ % 8;
+  if (memcmp(bytes, bytes_.data(), static_cast<size_t>(full)) != 0) return false;
+  if (rest == 0) return true;
+  uint8_t mask = static_cast<uint8_t>(0xff << (8 - rest));
+  return (bytes[full] & mask) == (bytes_[static_cast<size_t>(full)] & mask);
+}
+
 bool cidr_match(const std::vector<Cidr>& ranges, const std::string& ip) {
   for (const Cidr& c : ranges)
     if (c.contains(ip)) return true;

@@ -14,6 +14,9 @@ class Cidr {
  public:
   static std::optional<Cidr> parse(const std::string& text);
   bool contains(const std::string& ip) const;
+  // `v6` is an address as 16 bytes, IPv4 in its mapped form ::ffff:a.b.c.d (SourceIp): no
+  // text parsing on the per-request path.
+  bool contains(const std::array<uint8_t, 16>& v6) const;
   std::string to_string() const { return text_; }
 
  private:

@@ -114,6 +114,7 @@ class TableReader {
     return true;
   }
   void leave() const { lua_pop(L_, 1); }
+  lua_State* state() const { return L_; }
 
  private:
   lua_State* L_;
@@ -176,6 +177,18 @@ std::vector<DigestAlgorithm> read_algorithms(const TableReader& table) {
   return out;
 }
 
+std::vector<Cidr> read_cidrs(const TableReader& table, const char* key) {
+  std::vector<std::string> items;
+  table.list(key, items);
+  std::vector<Cidr> out;
+  for (const std::string& item : items) {
+    auto cidr = Cidr::parse(item);
+    if (!cidr) table.fail(key, "bad address or range '" + item + "'");
+    out.push_back(*cidr);
+  }
+  return out;
+}
+
 void read_trunks(lua_State* L, TableReader& top, Config& cfg) {
   if (!top.enter("trunks")) return;
   lua_pushnil(L);
@@ -203,13 +216,8 @@ void read_trunks(lua_State* L, TableReader& top, Config& cfg) {
     entry.string("srtp", trunk.srtp);
     if (!trunk.srtp.empty() && !srtp_policy_from(trunk.srtp)) entry.fail("srtp", "expected never, optional or mandatory");
     if (trunk.register_ && trunk.username.empty()) entry.fail("username", "required when register = true");
-    std::vector<std::string> addresses;
-    entry.list("addresses", addresses);
-    for (const std::string& a : addresses) {
-      auto cidr = Cidr::parse(a);
-      if (!cidr) entry.fail("addresses", "bad address or range '" + a + "'");
-      trunk.addresses.push_back(*cidr);
-    }
+    entry.integer("max_calls", trunk.max_calls, 0, 1000000);
+    trunk.addresses = read_cidrs(entry, "addresses");
     cfg.trunks[name] = std::move(trunk);
     lua_pop(L, 1);
   }
@@ -233,6 +241,7 @@ void read_users(lua_State* L, TableReader& top, Config& cfg) {
     entry.string("ha1_sha256", user.ha1_sha256);
     entry.string("name", user.display);
     user.algorithms = read_algorithms(entry);
+    entry.integer("max_calls", user.max_calls, 0, 1000000);
     entry.string("srtp", user.srtp);
     if (!user.srtp.empty() && !srtp_policy_from(user.srtp)) entry.fail("srtp", "expected never, optional or mandatory");
     if (user.password.empty() && user.ha1_md5.empty() && user.ha1_sha256.empty())
@@ -240,6 +249,43 @@ void read_users(lua_State* L, TableReader& top, Config& cfg) {
     cfg.users[name] = std::move(user);
     lua_pop(L, 1);
   }
+  top.leave();
+}
+
+void read_sbc(TableReader& top, SbcSettings& sbc) {
+  if (!top.enter("sbc")) return;
+  lua_State* L = top.state();
+  TableReader t(L, "sbc.");
+  if (t.enter("rate")) {
+    TableReader rate(L, "sbc.rate.");
+    rate.integer("requests_per_second", sbc.requests_per_second, 0, 1000000);
+    rate.integer("burst", sbc.burst, 1, 10000000);
+    rate.string("action", sbc.rate_action);
+    if (sbc.rate_action != "drop" && sbc.rate_action != "503") rate.fail("action", "expected \"drop\" or \"503\"");
+    t.leave();
+  }
+  if (t.enter("ban")) {
+    TableReader ban(L, "sbc.ban.");
+    ban.integer("failed_auth", sbc.ban_failed_auth, 0, 1000);
+    ban.integer("window", sbc.ban_window, 1, 86400);
+    ban.integer("seconds", sbc.ban_seconds, 1, 30 * 86400);
+    ban.boolean("scanners", sbc.ban_scanners);
+    t.leave();
+  }
+  sbc.allow = read_cidrs(t, "allow");
+  sbc.deny = read_cidrs(t, "deny");
+  t.boolean("exempt_loopback", sbc.exempt_loopback);
+  t.boolean("trust_trunks", sbc.trust_trunks);
+  t.list("scanner_user_agents", sbc.scanner_user_agents);
+  for (const std::string& ua : sbc.scanner_user_agents)
+    if (ua.empty() || ua.size() > 128) t.fail("scanner_user_agents", "patterns must be 1..128 characters");
+  t.integer("max_sources", sbc.max_sources, 16, 10000000);
+  t.integer("max_bans", sbc.max_bans, 16, 10000000);
+  t.integer("max_calls_per_user", sbc.max_calls_per_user, 0, 1000000);
+  t.integer("max_calls_per_trunk", sbc.max_calls_per_trunk, 0, 1000000);
+  t.string("server_header", sbc.server_header);
+  if (sbc.server_header.size() > 128 || sbc.server_header.find_first_of("\r\n") != std::string::npos)
+    t.fail("server_header", "expected one short line");
   top.leave();
 }
 
@@ -370,6 +416,7 @@ void read_config(lua_State* L, Config& cfg) {
     top.leave();
   }
 
+  read_sbc(top, cfg.sbc);
   read_users(L, top, cfg);
   read_trunks(L, top, cfg);
 

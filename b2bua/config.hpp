@@ -75,10 +75,34 @@ struct TrunkConfig {
   int expires = 300;
   std::string srtp;          // "never" | "optional" | "mandatory"; "" = media.srtp (srtp_policy.hpp)
   std::vector<Cidr> addresses;  // INVITEs from these sources are calls from this trunk
+  int max_calls = -1;           // concurrent calls from + to this trunk; -1 = sbc.max_calls_per_trunk
   bool operator==(const TrunkConfig& o) const {
     return name == o.name && proxy == o.proxy && domain == o.domain && username == o.username &&
            password == o.password && register_ == o.register_ && expires == o.expires;
   }
+};
+
+// SBC protections (source_guard.hpp, call_limits.hpp): what reaches the handlers at all, when a
+// source gets banned, how many calls a user or trunk may hold.
+struct SbcSettings {
+  int requests_per_second = 50;      // per source address; 0 = no rate limit
+  int burst = 100;                   // requests a source may send at once before the rate applies
+  std::string rate_action = "drop";  // "drop" | "503" (stateless 503 with Retry-After)
+  int ban_failed_auth = 5;           // failed authentications within ban_window that ban; 0 = never
+  int ban_window = 60;               // seconds
+  int ban_seconds = 600;             // how long a ban lasts
+  bool ban_scanners = true;          // a scanner User-Agent also bans its source
+  std::vector<Cidr> allow;           // never limited, banned or dropped (wins over deny)
+  std::vector<Cidr> deny;            // dropped silently
+  bool exempt_loopback = true;       // 127.0.0.0/8 and ::1 count as allowed
+  bool trust_trunks = true;          // trunks' addresses count as allowed
+  std::vector<std::string> scanner_user_agents{"friendly-scanner", "sipvicious", "sipcli", "VaxSIPUserAgent",
+                                               "sundayddr", "iWar", "sip-scan", "sipscan", "SIVuS", "pplsip"};
+  int max_sources = 100000;          // sources tracked at once (rate + failures); oldest evicted
+  int max_bans = 100000;             // bans at once; the one expiring first is evicted
+  int max_calls_per_user = 10;       // concurrent calls an authenticated user places; 0 = unlimited
+  int max_calls_per_trunk = 100;     // concurrent calls from + to one trunk; 0 = unlimited
+  std::string server_header = "relais";  // Server header of our responses; "" = none
 };
 
 struct UserConfig {
@@ -88,6 +112,7 @@ struct UserConfig {
   std::string ha1_md5;
   std::string ha1_sha256;
   std::vector<DigestAlgorithm> algorithms;  // challenges for this user; empty = auth.algorithms
+  int max_calls = -1;    // concurrent calls this user places; -1 = sbc.max_calls_per_user
   std::string srtp;      // "never" | "optional" | "mandatory"; "" = media.srtp (srtp_policy.hpp)
 };
 
@@ -107,6 +132,7 @@ struct Config {
   MediaSettings media;
   PromptSettings prompts;
   MwiSettings mwi;
+  SbcSettings sbc;
   MailSettings mail;  // mail.smtp empty = no e-mail (relais.mail.send reports it)
   std::string kv_path = "var/relais-kv.db";  // voicemail metadata, PINs, MWI counts (store.kv_path)
   std::string lua_path;  // extra package.path entries (";"-separated patterns) for require()

@@ -21,11 +21,14 @@
 #include "location_store.hpp"
 #include "kv_store.hpp"
 #include "log.hpp"
+#include "lua_sbc.hpp"
 #include "mail_sender.hpp"
 #include "mwi_service.hpp"
 #include "registrar.hpp"
 #include "script_engine.hpp"
+#include "server_header.hpp"
 #include "sip_stack.hpp"
+#include "source_guard.hpp"
 #include "sofia_log.hpp"
 #include "trunk_registration.hpp"
 
@@ -78,6 +81,7 @@ int check(const std::string& path, const std::vector<std::string>& overrides) {
     script.set_api_installer([](lua_State* L) {
       CallEngine::install_api(L, nullptr);
       install_mwi_api(L, nullptr);
+      install_sbc_api(L, nullptr);
     });
     if (!script.load(cfg.script_path, error)) {
       fprintf(stderr, "%s\n", error.c_str());
@@ -166,8 +170,14 @@ int run(const std::string& path, const std::vector<std::string>& overrides) {
     return 1;
   }
   ScriptEngine script;
+  set_server_header(cfg.sbc.server_header);
+  SourceGuard guard(cfg);  // outlives the stack, which asks it about every request
   auto stack = std::make_unique<SipStack>(loop);
+  stack->set_source_guard(&guard);
   Authenticator auth(cfg, *store);
+  auth.set_failure_hook([&guard](const std::string& ip, const std::string&, const std::string&) {
+    if (std::optional<SourceIp> source = SourceIp::parse(ip)) guard.auth_failed(*source, monotonic_seconds());
+  });
   Registrar registrar(cfg, *stack, *store, auth, script);
   auto calls = std::make_unique<CallEngine>(cfg, loop, *stack, *store, auth, script);
   std::unique_ptr<KvStore> kv = KvStore::open(cfg.kv_path, error);
@@ -196,9 +206,10 @@ int run(const std::string& path, const std::vector<std::string>& overrides) {
         if (!kv->set("mwi/" + user, std::to_string(fresh) + " " + std::to_string(old), error))
           log_error("mwi.persist_failed").kv("user", user).kv("error", error);
       });
-  script.set_api_installer([&calls, &mwi](lua_State* L) {
+  script.set_api_installer([&calls, &mwi, &guard](lua_State* L) {
     CallEngine::install_api(L, calls.get());
     install_mwi_api(L, mwi.get());
+    install_sbc_api(L, &guard);
   });
   if (!cfg.script_path.empty() && !script.load(cfg.script_path, error)) {
     log_error("startup.failed").kv("error", error);
@@ -230,6 +241,8 @@ int run(const std::string& path, const std::vector<std::string>& overrides) {
     }
     set_log_level(fresh.log_level);
     auth.set_users(fresh);
+    guard.configure(fresh);
+    set_server_header(fresh.sbc.server_header);
     registrar.set_config(fresh);
     calls->set_config(fresh);
     mwi->set_config(fresh);
@@ -248,6 +261,8 @@ int run(const std::string& path, const std::vector<std::string>& overrides) {
       m.registrar = registrar.counters();
       m.sip = stack->counters();
       m.calls = calls->counters();
+      m.sbc = guard.counters();
+      m.call_limits = calls->limits().counters();
       m.store_backend = store->backend_name();
       m.node_id = cfg.node_id;
       m.uptime_seconds = static_cast<int64_t>(time(nullptr)) - started;

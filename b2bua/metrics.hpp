@@ -5,8 +5,10 @@
 #include <string>
 
 #include "call_engine.hpp"
+#include "call_limits.hpp"
 #include "registrar.hpp"
 #include "sip_stack.hpp"
+#include "source_guard.hpp"
 
 namespace relais {
 
@@ -14,6 +16,8 @@ struct MetricsSnapshot {
   RegistrarCounters registrar;
   SipCounters sip;
   CallCounters calls;
+  SourceGuardCounters sbc;
+  CallLimitCounters call_limits;
   std::string store_backend;
   std::string node_id;
   int64_t uptime_seconds = 0;

@@ -193,6 +193,7 @@ void MwiService::after_lookup(const SipRequestPtr& request, const std::string& m
       case Authenticator::Verdict::bad_request:
         return reject(request, 400, outcome.reason.c_str(), nullptr, TAG_END());
       case Authenticator::Verdict::forbidden:
+        auth_.report_failure(request->source().ip, outcome.user, outcome.reason);
         log_warn("mwi.auth_failed").kv("user", outcome.user).kv("reason", outcome.reason)
             .kv("src", request->source().to_string()).kv("call_id", request->call_id());
         return reject(request, SIP_403_FORBIDDEN, outcome.reason.c_str(), TAG_END());

@@ -113,6 +113,8 @@ void Registrar::handle(const SipRequestPtr& request) {
   std::string why;
   std::string aor = aor_for(sip, why);
   if (aor.empty()) {
+    // Registering into a domain we do not serve is what scanners do; it counts toward a ban.
+    if (why == "Domain Not Served Here") auth_.report_failure(request->source().ip, "", why);
     answer_error(request, "", why == "Domain Not Served Here" ? 404 : 400, why, "register.bad_request");
     return;
   }
@@ -164,6 +166,7 @@ void Registrar::handle(const SipRequestPtr& request) {
         return answer_error(request, aor, 400, outcome.reason, "register.bad_request");
       case Authenticator::Verdict::forbidden:
         ++counters_.auth_failed;
+        auth_.report_failure(request->source().ip, outcome.user, outcome.reason);
         log_warn("register.auth_failed").kv("aor", aor).kv("user", outcome.user).kv("reason", outcome.reason)
             .kv("src", request->source().to_string()).kv("call_id", request->call_id());
         request->respond(SIP_403_FORBIDDEN);
@@ -177,8 +180,10 @@ void Registrar::handle(const SipRequestPtr& request) {
         break;
     }
     // Authorization: a user registers only its own AoR (RFC 3261 §10.3 step 3).
-    if (aor.substr(0, aor.find('@')) != outcome.user)
+    if (aor.substr(0, aor.find('@')) != outcome.user) {
+      auth_.report_failure(request->source().ip, outcome.user, "Username Does Not Match AoR");
       return answer_error(request, aor, 403, "Username Does Not Match AoR", "register.rejected");
+    }
     after_auth(request, aor, std::move(update));
   });
 }

@@ -10,6 +10,7 @@
 #include <sofia-sip/su_tagarg.h>
 
 #include "log.hpp"
+#include "server_header.hpp"
 
 #include <cstring>
 #include <set>
@@ -81,15 +82,6 @@ std::string SipRequest::call_id() const {
 const char* SipRequest::method_name() const {
   return sip_ && sip_->sip_request ? sip_->sip_request->rq_method_name : "?";
 }
-
-namespace {
-// Parsed once: a *_STR tag would be parsed again for every response.
-const sip_server_t* server_header() {
-  static su_home_t home[1] = {SU_HOME_INIT(home)};
-  static const sip_server_t* server = sip_server_make(home, "relais/" RELAIS_VERSION);
-  return server;
-}
-}  // namespace
 
 bool SipRequest::respond(int status, const char* phrase, tag_type_t tag, tag_value_t value, ...) {
   if (answered_) return false;

@@ -1,6 +1,8 @@
 // sip_stack.cpp — creating the nta agent and routing requests to handlers.
 #include "sip_stack.hpp"
 
+#include <sofia-sip/msg_addr.h>
+#include <sofia-sip/nta_stateless.h>
 #include <sofia-sip/nta_tag.h>
 #include <sofia-sip/sip_header.h>
 #include <sofia-sip/sip_status.h>
@@ -10,14 +12,19 @@
 #include <strings.h>
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include <climits>
+#include <optional>
+#include <string_view>
 
 #include <event2/event.h>
 
 #include "event_loop.hpp"
 #include "log.hpp"
 #include "request_limits.hpp"
+#include "server_header.hpp"
+#include "source_guard.hpp"
 
 namespace relais {
 
@@ -29,6 +36,7 @@ constexpr timeval kStatsInterval{10, 0};
 
 SipStack::~SipStack() {
   if (stats_timer_) event_free(stats_timer_);
+  if (guard_timer_) event_free(guard_timer_);
   if (agent_) nta_agent_destroy(agent_);
 }
 
@@ -112,6 +120,69 @@ std::string SipStack::allow_header() const {
   return allow;
 }
 
+void SipStack::set_source_guard(SourceGuard* guard) {
+  guard_ = guard;
+  if (guard_timer_) event_free(guard_timer_);
+  guard_timer_ = nullptr;
+  if (!guard_) return;
+  static constexpr timeval kSecond{1, 0};
+  guard_timer_ = event_new(loop_.base(), -1, EV_PERSIST, [](int, short, void* arg) {
+    auto* self = static_cast<SipStack*>(arg);
+    if (self->guard_) self->guard_->expire(monotonic_seconds());
+  }, this);
+  event_add(guard_timer_, &kSecond);
+}
+
+namespace {
+
+// The address the request came from: the socket peer, or for TCP/TLS (which reaches Sofia
+// only through the stream edge on 127.0.0.1) the peer the edge wrote into the top Via's
+// rls-src parameter ("tls:203.0.113.5:5061", "tcp:[2001:db8::1]:5060"), as
+// SipRequest::read_edge_source reads it.
+std::optional<SourceIp> source_ip_of(msg_t* msg, const sip_t* sip) {
+  su_addrinfo_t* ai = msg_addrinfo(msg);
+  if (!ai) return std::nullopt;
+  if (ai->ai_protocol == IPPROTO_TCP && sip->sip_via) {
+    if (const char* src = msg_params_find(sip->sip_via->v_params, "rls-src")) {
+      std::string_view text(src);
+      if (text.size() >= 2 && text.front() == '"' && text.back() == '"') text = text.substr(1, text.size() - 2);
+      size_t colon = text.find(':'), last = text.rfind(':');
+      if (colon != std::string_view::npos && last > colon) return SourceIp::parse(text.substr(colon + 1, last - colon - 1));
+    }
+  }
+  return SourceIp::from_sockaddr(ai->ai_addr);
+}
+
+}  // namespace
+
+// Before any transaction, handler or store work: a denied, banned or flooding source, or a
+// scanner, costs one table lookup. Drops get no answer at all, so a scanner learns nothing
+// (not even that a SIP server is here). Consumes `msg` when it refuses.
+bool SipStack::admit(msg_t* msg, sip_t* sip) {
+  std::optional<SourceIp> ip = source_ip_of(msg, sip);
+  if (!ip) return true;
+  const char* agent = sip->sip_user_agent && sip->sip_user_agent->g_string ? sip->sip_user_agent->g_string : "";
+  switch (guard_->admit(*ip, agent, monotonic_seconds())) {
+    case SourceGuard::Admission::pass:
+    case SourceGuard::Admission::trusted:
+      return true;
+    case SourceGuard::Admission::rate_limited:
+      if (guard_->rate_action() == "503") {
+        // Stateless: a flood must not create transactions. Retry-After spaces the retries.
+        nta_msg_treply(agent_, msg, 503, "Too Many Requests", SIPTAG_RETRY_AFTER_STR("5"),
+                       SIPTAG_SERVER(server_header()), TAG_END());
+        return false;
+      }
+      break;
+    case SourceGuard::Admission::denied:
+    case SourceGuard::Admission::banned:
+    case SourceGuard::Admission::scanner:
+      break;
+  }
+  msg_destroy(msg);
+  return false;
+}
+
 int SipStack::on_message(nta_agent_magic_t* magic, nta_agent_t*, msg_t* msg, sip_t* sip) {
   reinterpret_cast<SipStack*>(magic)->dispatch(msg, sip);
   return 0;
@@ -124,6 +195,7 @@ void SipStack::dispatch(msg_t* msg, sip_t* sip) {
     msg_destroy(msg);
     return;
   }
+  if (guard_ && !admit(msg, sip)) return;
   const char* method = sip->sip_request->rq_method_name;
   auto handler = handlers_.find(method ? method : "");
   sip_method_t m = sip->sip_request->rq_method;

@@ -18,6 +18,7 @@ struct event;
 namespace relais {
 
 class EventLoop;
+class SourceGuard;
 
 struct SipCounters {
   size_t requests = 0;      // requests received
@@ -39,6 +40,10 @@ class SipStack {
 
   bool start(const Config& cfg, std::string& error);
 
+  // The SBC's per-source admission (source_guard.hpp), asked before any other work on every
+  // out-of-dialog request; expiry runs on a one-second timer. Null = no checks.
+  void set_source_guard(SourceGuard* guard);
+
   void on_method(const std::string& method, Handler handler) { handlers_[method] = std::move(handler); }
 
   // Addresses we listen on, for recognising requests addressed to "us".
@@ -53,12 +58,15 @@ class SipStack {
   static int on_message(nta_agent_magic_t* magic, nta_agent_t* agent, msg_t* msg, sip_t* sip);
   void dispatch(msg_t* msg, sip_t* sip);
   static void on_stats_timer(int, short, void* arg);
+  bool admit(msg_t* msg, sip_t* sip);
 
   EventLoop& loop_;
   nta_agent_t* agent_ = nullptr;
   std::vector<ListenAddress> listening_;
   std::map<std::string, Handler> handlers_;
   ::event* stats_timer_ = nullptr;
+  SourceGuard* guard_ = nullptr;
+  ::event* guard_timer_ = nullptr;
   size_t bad_messages_logged_ = 0;
   LogRateLimit bad_log_{20};
 };

@@ -6,7 +6,9 @@
 #include <fstream>
 #include <sstream>
 
+#include "lua_sbc.hpp"
 #include "script_engine.hpp"
+#include "source_guard.hpp"
 
 using namespace relais;
 
@@ -120,6 +122,9 @@ TEST_CASE("every Lua example in docs/lua-api.md loads and runs its hook") {
     at = end + 3;
     ++examples;
     ScriptEngine engine;
+    // relais.sbc works without the network, so its on_register examples run for real.
+    SourceGuard guard{Config{}};
+    engine.set_api_installer([&guard](lua_State* L) { install_sbc_api(L, &guard); });
     std::string error;
     INFO("example " << examples << ":\n" << code);
     REQUIRE_MESSAGE(engine.load(write_script("doc" + std::to_string(examples) + ".lua", code), error), error);
