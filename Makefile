@@ -31,11 +31,17 @@ build: deps
 # for desk phones (make run MEDIA_ADDRESS=192.168.1.10).
 MEDIA_ADDRESS ?= 127.0.0.1
 
+# SIP over TLS on 5061 with the development certificates (tls/make-dev-certs.sh, var/tls). Give
+# TLS_SETS= to run without TLS, or your own --set tls.* options.
+TLS_SETS ?= --set tls.listen=tls:0.0.0.0:5061 --set tls.certificate=var/tls/server.pem \
+            --set tls.private_key=var/tls/server.key --set tls.ca=var/tls/ca.pem
+
 run: build
 	mkdir -p var
+	@[ -s var/tls/server.pem ] || bash tls/make-dev-certs.sh var/tls
 	@./$(BUILD)/relais-media --ng 127.0.0.1:2223 --address $(MEDIA_ADDRESS) --ports 30000-30999 & \
 	media=$$!; trap 'kill $$media 2>/dev/null' EXIT INT TERM; \
-	./$(BUILD)/relais --config $(CONFIG)
+	./$(BUILD)/relais --config $(CONFIG) $(TLS_SETS)
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j 2

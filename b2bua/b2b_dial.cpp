@@ -10,6 +10,7 @@
 #include "call_engine.hpp"
 #include "digest_client.hpp"
 #include "log.hpp"
+#include "sip_stack.hpp"
 
 namespace relais {
 
@@ -93,6 +94,15 @@ bool B2bCall::start_leg(const std::string& target) {
   } else {
     leg->request_uri = target;
   }
+  // A contact that registered over a TCP/TLS connection is only reachable through it: once the
+  // phone's connection has closed, the leg fails at once instead of dialing a dead socket.
+  std::string flow_route;
+  if (engine_.stack().route_to_flow(leg->request_uri, flow_route) == SipStack::FlowTarget::gone) {
+    last_failure_code_ = 480;
+    last_failure_reason_ = "Temporarily Unavailable";
+    log_info("call.flow_gone").kv("call", id_).kv("call_id", call_id_).kv("target", leg->request_uri);
+    return false;
+  }
 
   su_home_t home[1] = {SU_HOME_INIT(home)};
   url_t* hop = url_make(home, (leg->route.empty() ? leg->request_uri : leg->route).c_str());
@@ -106,6 +116,7 @@ bool B2bCall::start_leg(const std::string& target) {
   char transport[16] = "udp";
   if (hop->url_params) url_param(hop->url_params, "transport", transport, sizeof transport);
   leg->contact = engine_.contact_toward(transport, hop->url_host);
+  if (!flow_route.empty()) leg->route = flow_route;  // the Contact above follows the phone's transport
 
   // Topology hiding: a new Call-ID and From tag, the caller's identity under our domain, no
   // Via/Record-Route/Contact of leg A.

@@ -125,6 +125,7 @@ std::string binding_to_json(const Binding& b) {
   append_field(out, "expires_at", static_cast<long long>(b.expires_at));
   append_field(out, "q_milli", static_cast<long long>(b.q_milli));
   append_field(out, "received", b.received);
+  if (!b.flow.empty()) append_field(out, "flow", b.flow);
   append_field(out, "user_agent", b.user_agent);
   append_field(out, "instance", b.instance);
   append_field(out, "node", b.node);
@@ -152,6 +153,7 @@ bool binding_from_json(const std::string& text, Binding& out) {
               read_string(j, "branch", b.branch) &&
               read_int64(j, "expires_at", b.expires_at, true) &&
               read_bounded(j, "q_milli", b.q_milli) && read_string(j, "received", b.received) &&
+              read_string(j, "flow", b.flow) &&
               read_string(j, "user_agent", b.user_agent) &&
               read_string(j, "instance", b.instance) && read_string(j, "node", b.node) &&
               read_int64(j, "registered_at", b.registered_at);

@@ -17,6 +17,7 @@ struct Binding {
   int64_t expires_at = 0;   // unix time (seconds) at which the binding is gone
   int q_milli = -1;         // Contact q-value ×1000, -1 when the UA gave none
   std::string received;     // "udp:203.0.113.5:5060": the flow the REGISTER arrived on
+  std::string flow;         // TCP/TLS: the edge's connection token; requests to the contact use it
   std::string user_agent;   // User-Agent header, for operators
   std::string instance;     // +sip.instance (RFC 5626), empty if absent
   std::string node;         // id of the relais node that accepted it

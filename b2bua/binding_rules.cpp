@@ -100,6 +100,7 @@ RegisterOutcome apply_register(const RegistrarSettings& s, const RegisterUpdate&
     b.q_milli = c.q_milli;
     b.instance = c.instance;
     b.received = u.received;
+    b.flow = u.flow;
     b.user_agent = u.user_agent;
     b.node = u.node;
     b.registered_at = u.now;

@@ -28,6 +28,7 @@ struct RegisterUpdate {
   std::optional<uint32_t> expires_header; // Expires header
   std::vector<ContactUpdate> contacts;    // empty and !wildcard = query
   std::string received;                   // source flow, stored on new/refreshed bindings
+  std::string flow;                       // the edge's connection token (TCP/TLS), or empty
   std::string user_agent;
   std::string node;
   std::map<std::string, std::string> attrs;  // from the on_register hook

@@ -158,7 +158,7 @@ std::string CallEngine::contact_toward(const std::string& transport, const char*
   }
   if (host.find(':') != std::string::npos) host = "[" + host + "]";
   std::string contact = "<sip:" + user + "@" + host + ":" + std::to_string(pick->port);
-  if (pick->proto == "tcp") contact += ";transport=tcp";
+  if (pick->proto != "udp") contact += ";transport=" + pick->proto;
   return contact + ">";
 }
 
@@ -380,6 +380,16 @@ void CallEngine::default_route(uint64_t id) {
   });
 }
 
+// A contact registered over a TCP/TLS connection is reached through that connection (RFC 5626
+// flows, NAT): the edge's flow token rides along as a URI parameter the dialer strips again
+// (SipStack::route_to_flow), so it survives a trip through the script unchanged.
+std::string CallEngine::with_flow(const std::string& contact, const std::string& flow) {
+  std::string param = std::string(";") + SipStack::kFlowParam + "=" + flow;
+  size_t headers = contact.find('?');
+  if (headers == std::string::npos) return contact + param;
+  return contact.substr(0, headers) + param + contact.substr(headers);
+}
+
 void CallEngine::lookup_contacts(const std::string& aor_or_user,
                                  std::function<void(const std::string&, std::vector<std::string>)> done) {
   std::string aor = normalize_aor(aor_or_user);
@@ -389,7 +399,7 @@ void CallEngine::lookup_contacts(const std::string& aor_or_user,
     std::stable_sort(bindings.begin(), bindings.end(), [](const Binding& a, const Binding& b) {
       return (a.q_milli < 0 ? 1000 : a.q_milli) > (b.q_milli < 0 ? 1000 : b.q_milli);
     });
-    for (const Binding& b : bindings) contacts.push_back(b.contact);
+    for (const Binding& b : bindings) contacts.push_back(b.flow.empty() ? b.contact : with_flow(b.contact, b.flow));
     done(error, std::move(contacts));
   });
 }

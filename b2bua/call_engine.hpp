@@ -72,6 +72,8 @@ class CallEngine {
   std::string contact_toward(const std::string& transport, const char* peer_host, const std::string& user = "relais") const;
   void kick();
   const TrunkConfig* trunk(const std::string& name) const;
+  SipStack& stack() const { return stack_; }
+  static std::string with_flow(const std::string& contact, const std::string& flow);
   void call_answered() { ++counters_.answered; }
   // Counts the call against `trunk` (once per call, until it ends); false = the trunk is at
   // its concurrent-call limit and the call must not dial it.

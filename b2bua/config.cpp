@@ -252,6 +252,37 @@ void read_users(lua_State* L, TableReader& top, Config& cfg) {
   top.leave();
 }
 
+bool supported_tls_version(const std::string& v) { return v == "1.2" || v == "1.3"; }
+
+// Paths stay as written: like store.path, they are relative to relais's working directory.
+void read_tls(TableReader& top, TlsSettings& tls) {
+  if (!top.enter("tls")) return;
+  TableReader t(top.state(), "tls.");
+  std::vector<std::string> listen;
+  t.list("listen", listen);
+  for (const std::string& item : listen) {
+    ListenAddress address;
+    if (!parse_listen_address(item, address) || address.proto != "tls")
+      t.fail("listen", "bad address '" + item + "' (expected tls:HOST:PORT)");
+    tls.listen.push_back(address);
+  }
+  t.string("certificate", tls.certificate);
+  t.string("private_key", tls.private_key);
+  t.string("ca", tls.ca);
+  t.string("min_version", tls.min_version);
+  if (!supported_tls_version(tls.min_version)) t.fail("min_version", "expected \"1.2\" or \"1.3\" (older TLS is never offered)");
+  t.string("ciphers", tls.ciphers);
+  if (tls.ciphers.empty()) t.fail("ciphers", "must not be empty");
+  t.string("ciphersuites", tls.ciphersuites);
+  t.boolean("verify_clients", tls.verify_clients);
+  t.integer("max_connections", tls.max_connections, 1, 1000000);
+  t.integer("handshake_timeout", tls.handshake_timeout, 1, 300);
+  if (!tls.listen.empty() && tls.certificate.empty()) t.fail("certificate", "required when tls.listen is set");
+  if (!tls.listen.empty() && tls.private_key.empty()) t.fail("private_key", "required when tls.listen is set");
+  if (tls.verify_clients && tls.ca.empty()) t.fail("ca", "required when verify_clients = true");
+  top.leave();
+}
+
 void read_sbc(TableReader& top, SbcSettings& sbc) {
   if (!top.enter("sbc")) return;
   lua_State* L = top.state();
@@ -307,7 +338,8 @@ void read_config(lua_State* L, Config& cfg) {
     sip.list("listen", listen);
     for (const std::string& item : listen) {
       ListenAddress address;
-      if (!parse_listen_address(item, address)) sip.fail("listen", "bad address '" + item + "' (expected udp:HOST:PORT or tcp:HOST:PORT)");
+      if (!parse_listen_address(item, address) || address.proto == "tls")
+        sip.fail("listen", "bad address '" + item + "' (expected udp:HOST:PORT or tcp:HOST:PORT; TLS goes in tls.listen)");
       cfg.listen.push_back(address);
     }
     int max_size = static_cast<int>(cfg.max_message_size);
@@ -316,6 +348,7 @@ void read_config(lua_State* L, Config& cfg) {
     top.leave();
   }
   if (cfg.listen.empty()) cfg.listen = {{"udp", "0.0.0.0", 5060}, {"tcp", "0.0.0.0", 5060}};
+  read_tls(top, cfg.tls);
 
   if (top.enter("registrar")) {
     TableReader reg(L, "registrar.");
@@ -443,7 +476,7 @@ bool parse_listen_address(const std::string& text, ListenAddress& out) {
   size_t colon = text.find(':');
   if (colon == std::string::npos) return false;
   out.proto = text.substr(0, colon);
-  if (out.proto != "udp" && out.proto != "tcp") return false;
+  if (out.proto != "udp" && out.proto != "tcp" && out.proto != "tls") return false;
   std::string rest = text.substr(colon + 1);
   size_t port_colon;
   if (!rest.empty() && rest[0] == '[') {

@@ -16,12 +16,30 @@
 namespace relais {
 
 struct ListenAddress {
-  std::string proto;  // "udp" | "tcp"
+  std::string proto;  // "udp" | "tcp" | "tls" (tcp and tls are served by the stream edge, tls/)
   std::string host;   // IPv4, IPv6 (without brackets) or a name
   int port = 5060;
   bool ipv6() const { return host.find(':') != std::string::npos; }
   std::string to_string() const;  // "udp:[::1]:5060"
   std::string sip_url() const;    // "sip:[::1]:5060;transport=udp"
+  bool operator==(const ListenAddress&) const = default;
+};
+
+// The stream edge (tls/) terminates every TCP and TLS connection in front of Sofia. TLS
+// listeners and handshake policy live here; plain TCP listeners stay in sip.listen.
+// max_connections and handshake_timeout cover TCP and TLS connections together.
+struct TlsSettings {
+  std::vector<ListenAddress> listen;  // proto "tls"
+  std::string certificate;            // PEM chain, leaf first
+  std::string private_key;            // PEM
+  std::string ca;                     // PEM bundle: verifies clients when verify_clients is on
+  std::string min_version = "1.2";    // "1.2" | "1.3"; older versions are never offered
+  std::string ciphers = "ECDHE+AESGCM:ECDHE+CHACHA20";  // TLS 1.2 cipher list (OpenSSL syntax)
+  std::string ciphersuites;           // TLS 1.3 suites; empty = OpenSSL's defaults
+  bool verify_clients = false;        // require a client certificate chaining to `ca`
+  int max_connections = 10000;        // TCP + TLS connections at once; more are refused
+  int handshake_timeout = 10;         // seconds for the handshake and for any partial message
+  bool operator==(const TlsSettings&) const = default;
 };
 
 struct RegistrarSettings {
@@ -125,6 +143,7 @@ struct Config {
   std::vector<std::string> aliases;  // other host names that mean `domain`
   std::vector<ListenAddress> listen;
   size_t max_message_size = 65536;
+  TlsSettings tls;
   RegistrarSettings registrar;
   AuthSettings auth;
   StoreSettings store;

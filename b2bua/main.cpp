@@ -30,6 +30,7 @@
 #include "sip_stack.hpp"
 #include "source_guard.hpp"
 #include "sofia_log.hpp"
+#include "stream_edge.hpp"
 #include "trunk_registration.hpp"
 
 using namespace relais;
@@ -62,7 +63,8 @@ void print_help() {
       "  -V, --version         print the version\n"
       "  -h, --help            this text\n"
       "\n"
-      "Signals: SIGTERM/SIGINT stop cleanly (store flushed); SIGHUP reloads users and the script.\n"
+      "Signals: SIGTERM/SIGINT stop cleanly (store flushed); SIGHUP reloads users, the script and\n"
+      "TLS certificates.\n"
       "Docs: docs/quickstart.md, docs/configuration.md, docs/lua-api.md, docs/operations.md\n",
       RELAIS_VERSION);
 }
@@ -222,6 +224,23 @@ int run(const std::string& path, const std::vector<std::string>& overrides) {
     log_error("startup.failed").kv("error", error);
     return 1;
   }
+  // TCP and TLS phones reach Sofia through the edge (tls/), over its internal TCP listener.
+  std::unique_ptr<StreamEdge> edge;
+  if (stack->internal_tcp_port()) {
+    edge = std::make_unique<StreamEdge>(loop.base(), cfg, stack->internal_tcp_port());
+    if (!edge->start(error)) {
+      log_error("startup.failed").kv("error", error);
+      return 1;
+    }
+    stack->set_flow_lookup([&edge](const std::string& token, std::string& route) {
+      switch (edge ? edge->find_flow(token, route) : StreamEdge::FlowState::foreign) {
+        case StreamEdge::FlowState::alive: return SipStack::FlowTarget::routed;
+        case StreamEdge::FlowState::closed: return SipStack::FlowTarget::gone;
+        case StreamEdge::FlowState::foreign: break;
+      }
+      return SipStack::FlowTarget::none;
+    });
+  }
 
   if (!calls->start_media(error)) {
     log_error("startup.failed").kv("error", error);
@@ -240,6 +259,11 @@ int run(const std::string& path, const std::vector<std::string>& overrides) {
       return why;
     }
     set_log_level(fresh.log_level);
+    // New handshakes get the new certificate; live connections keep theirs. A bad file keeps
+    // the previous context (and the rest of the reload goes ahead).
+    std::string tls_error;
+    if (edge && !edge->reload(fresh.tls, tls_error))
+      log_error("tls.reload_failed").kv("error", tls_error).kv("kept", "previous certificate");
     auth.set_users(fresh);
     guard.configure(fresh);
     set_server_header(fresh.sbc.server_header);
@@ -263,6 +287,7 @@ int run(const std::string& path, const std::vector<std::string>& overrides) {
       m.calls = calls->counters();
       m.sbc = guard.counters();
       m.call_limits = calls->limits().counters();
+      if (edge) m.edge = edge->counters();
       m.store_backend = store->backend_name();
       m.node_id = cfg.node_id;
       m.uptime_seconds = static_cast<int64_t>(time(nullptr)) - started;
@@ -298,6 +323,8 @@ int run(const std::string& path, const std::vector<std::string>& overrides) {
   store->flush();
   store.reset();
   mwi.reset();  // final NOTIFYs leave while the agent still exists
+  stack->set_flow_lookup(nullptr);
+  edge.reset();
   stack.reset();
   const RegistrarCounters& c = registrar.counters();
   log_notice("stopped").kv("register_ok", c.ok).kv("challenged", c.challenged).kv("auth_failed", c.auth_failed);

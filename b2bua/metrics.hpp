@@ -6,6 +6,7 @@
 
 #include "call_engine.hpp"
 #include "call_limits.hpp"
+#include "edge_counters.hpp"
 #include "registrar.hpp"
 #include "sip_stack.hpp"
 #include "source_guard.hpp"
@@ -18,6 +19,7 @@ struct MetricsSnapshot {
   CallCounters calls;
   SourceGuardCounters sbc;
   CallLimitCounters call_limits;
+  EdgeCounters edge;  // the TCP/TLS edge (tls/); zero when it does not run
   std::string store_backend;
   std::string node_id;
   int64_t uptime_seconds = 0;

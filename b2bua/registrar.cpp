@@ -125,6 +125,7 @@ void Registrar::handle(const SipRequestPtr& request) {
   update.branch = sip->sip_via && sip->sip_via->v_branch ? sip->sip_via->v_branch : "";
   update.now = unix_now();
   update.received = request->source().to_string();
+  update.flow = request->source().flow;
   update.user_agent = sip->sip_user_agent && sip->sip_user_agent->g_string ? sip->sip_user_agent->g_string : "";
   update.node = cfg_.node_id;
   if (sip->sip_expires) update.expires_header = static_cast<uint32_t>(sip->sip_expires->ex_delta);

@@ -57,7 +57,29 @@ void SipRequest::read_source() {
       source_.port = ntohs(in4->sin_port);
     }
     source_.ip = text;
+    if (ai->ai_protocol == IPPROTO_TCP) read_edge_source();
   }
+}
+
+// Every TCP message reached Sofia through the stream edge (tls/), on Sofia's only TCP listener
+// (127.0.0.1); the phone's real address and flow are in the top Via, where the edge put them
+// after removing any a phone had sent itself.
+void SipRequest::read_edge_source() {
+  const sip_via_t* via = sip_ ? sip_->sip_via : nullptr;
+  const char* src = via ? msg_params_find(via->v_params, "rls-src") : nullptr;
+  const char* flow = via ? msg_params_find(via->v_params, "rls-flow") : nullptr;
+  if (!src || !flow) return;
+  std::string text = src;
+  if (text.size() >= 2 && text.front() == '"' && text.back() == '"') text = text.substr(1, text.size() - 2);
+  // "tls:203.0.113.5:5061" or "tcp:[2001:db8::1]:5060"
+  size_t colon = text.find(':'), last = text.rfind(':');
+  if (colon == std::string::npos || last <= colon) return;
+  std::string ip = text.substr(colon + 1, last - colon - 1);
+  if (ip.size() > 2 && ip.front() == '[' && ip.back() == ']') ip = ip.substr(1, ip.size() - 2);
+  source_.transport = text.substr(0, colon);
+  source_.ip = ip;
+  source_.port = atoi(text.c_str() + last + 1);
+  source_.flow = flow;
 }
 
 SipRequest::~SipRequest() {

@@ -13,9 +13,10 @@
 namespace relais {
 
 struct SourceAddress {
-  std::string transport;  // "udp" | "tcp"
+  std::string transport;  // "udp" | "tcp" | "tls"
   std::string ip;
   int port = 0;
+  std::string flow;       // TCP/TLS: the edge's token for the connection (tls/stream_edge.hpp)
   std::string to_string() const { return transport + ":" + (ip.find(':') != std::string::npos ? "[" + ip + "]" : ip) + ":" + std::to_string(port); }
 };
 
@@ -53,6 +54,7 @@ class SipRequest {
 
  private:
   void read_source();
+  void read_edge_source();
 
   nta_incoming_t* irq_ = nullptr;
   nta_agent_t* agent_ = nullptr;  // set for stateless requests

@@ -4,9 +4,11 @@
 #include <sofia-sip/msg_addr.h>
 #include <sofia-sip/nta_stateless.h>
 #include <sofia-sip/nta_tag.h>
+#include <sofia-sip/nta_tport.h>
 #include <sofia-sip/sip_header.h>
 #include <sofia-sip/sip_status.h>
 #include <sofia-sip/su_string.h>
+#include <sofia-sip/tport.h>
 #include <sofia-sip/tport_tag.h>
 #include <sofia-sip/url.h>
 #include <strings.h>
@@ -58,25 +60,83 @@ bool SipStack::start(const Config& cfg, std::string& error) {
     error = "cannot create SIP agent";
     return false;
   }
+  bool streams = !cfg.tls.listen.empty();
   for (const ListenAddress& address : cfg.listen) {
+    listening_.push_back(address);
+    // TCP is the edge's (tls/): Sofia looks connections up under its first TCP listener only,
+    // so a second, public one would answer 503 (SOFIA-NOTES.md, "An edge in front of Sofia").
+    if (address.proto != "udp") {
+      streams = true;
+      continue;
+    }
     std::string url = address.sip_url();
     if (nta_agent_add_tport(agent_, URL_STRING_MAKE(url.c_str()),
-                            // Sofia closes idle TCP connections after 30 min by default;
-                            // a registered phone may legitimately stay quiet longer.
-                            TPTAG_IDLE(UINT_MAX),
-                            // Answer RFC 5626 CRLF keepalives.
-                            TPTAG_PONG2PING(1),
                             // Bursts of REGISTER refreshes overflow the kernel default (208 KB).
                             TPTAG_UDP_RMEM(4 << 20), TPTAG_UDP_WMEM(4 << 20),
                             TAG_END()) < 0) {
       error = "cannot listen on " + address.to_string() + " (address in use or not local?)";
       return false;
     }
-    listening_.push_back(address);
   }
+  for (const ListenAddress& address : cfg.tls.listen) listening_.push_back(address);
+  if (streams && !add_internal_tcp(error)) return false;
   stats_timer_ = event_new(loop_.base(), -1, EV_PERSIST, on_stats_timer, this);
   event_add(stats_timer_, &kStatsInterval);
   return true;
+}
+
+bool SipStack::add_internal_tcp(std::string& error) {
+  // Port 0: the kernel picks one; nobody outside this process needs to know it.
+  if (nta_agent_add_tport(agent_, URL_STRING_MAKE("sip:127.0.0.1:0;transport=tcp"),
+                          // Sofia closes idle TCP connections after 30 min by default; a
+                          // registered phone may legitimately stay quiet longer.
+                          TPTAG_IDLE(UINT_MAX),
+                          // Answer RFC 5626 CRLF keepalives (the edge answers the phone's own).
+                          TPTAG_PONG2PING(1), TAG_END()) < 0) {
+    error = "cannot open the internal TCP listener on 127.0.0.1";
+    return false;
+  }
+  for (tport_t* tp = tport_primaries(nta_agent_tports(agent_)); tp; tp = tport_next(tp)) {
+    const tp_name_t* name = tport_name(tp);
+    if (name && name->tpn_proto && strcasecmp(name->tpn_proto, "tcp") == 0 && name->tpn_port)
+      internal_tcp_port_ = atoi(name->tpn_port);
+  }
+  if (internal_tcp_port_ <= 0) {
+    error = "cannot find the port of the internal TCP listener";
+    return false;
+  }
+  return true;
+}
+
+// A UDP phone behind NAT registered from "udp~IP~PORT" (registrar.cpp): requests to it go to
+// that public address — the NAT's mapping — not to the private address in its Contact.
+bool SipStack::udp_flow_route(const std::string& token, std::string& route) {
+  if (token.rfind("udp~", 0) != 0) return false;
+  size_t sep = token.rfind('~');
+  if (sep <= 4) return false;
+  std::string ip = token.substr(4, sep - 4), port = token.substr(sep + 1);
+  if (ip.empty() || port.empty() || port.find_first_not_of("0123456789") != std::string::npos || port.size() > 5) return false;
+  if (ip.find_first_not_of("0123456789abcdefABCDEF.:") != std::string::npos) return false;
+  route = "sip:" + (ip.find(':') != std::string::npos ? "[" + ip + "]" : ip) + ":" + port + ";transport=udp";
+  return true;
+}
+
+SipStack::FlowTarget SipStack::route_to_flow(std::string& uri, std::string& route) const {
+  su_home_t home[1] = {SU_HOME_INIT(home)};
+  url_t* url = url_make(home, uri.c_str());
+  char token[128] = "";
+  FlowTarget result = FlowTarget::none;
+  if (url && url->url_params && url_param(url->url_params, kFlowParam, token, sizeof token) > 0) {
+    url_strip_param_string(const_cast<char*>(url->url_params), kFlowParam);
+    if (url->url_params && !*url->url_params) url->url_params = nullptr;
+    char* text = url_as_string(home, url);
+    if (text) uri = text;
+    result = udp_flow_route(token, route) ? FlowTarget::routed
+             : flow_lookup_                 ? flow_lookup_(token, route)
+                                            : FlowTarget::none;
+  }
+  su_home_deinit(home);
+  return result;
 }
 
 SipCounters SipStack::counters() const {

@@ -40,6 +40,24 @@ class SipStack {
 
   bool start(const Config& cfg, std::string& error);
 
+  // Sofia's one TCP listener, on 127.0.0.1 only: the stream edge (tls/) hands it every TCP and
+  // TLS message. 0 when no stream transport is configured.
+  int internal_tcp_port() const { return internal_tcp_port_; }
+
+  // Flows: a contact registered over a TCP/TLS connection carries the edge's flow token in a
+  // URI parameter (kFlowParam). The lookup says whether the token names a live connection of
+  // this process (`route` = the next hop that reaches it), one that has closed, or none of
+  // ours (another node sharing the store, or before a restart).
+  static constexpr const char* kFlowParam = "rls-flow";
+  enum class FlowTarget { none, routed, gone };
+  using FlowLookup = std::function<FlowTarget(const std::string& token, std::string& route)>;
+  void set_flow_lookup(FlowLookup lookup) { flow_lookup_ = std::move(lookup); }
+  // Strips the flow parameter from `uri`; `route` becomes the flow's route when it is alive.
+  // `none` also when the URI names no flow: then the contact itself is the target.
+  FlowTarget route_to_flow(std::string& uri, std::string& route) const;
+  // The next hop of a "udp~IP~PORT" token (a NATed UDP registration); false for other tokens.
+  static bool udp_flow_route(const std::string& token, std::string& route);
+
   // The SBC's per-source admission (source_guard.hpp), asked before any other work on every
   // out-of-dialog request; expiry runs on a one-second timer. Null = no checks.
   void set_source_guard(SourceGuard* guard);
@@ -59,10 +77,13 @@ class SipStack {
   void dispatch(msg_t* msg, sip_t* sip);
   static void on_stats_timer(int, short, void* arg);
   bool admit(msg_t* msg, sip_t* sip);
+  bool add_internal_tcp(std::string& error);
 
   EventLoop& loop_;
   nta_agent_t* agent_ = nullptr;
   std::vector<ListenAddress> listening_;
+  int internal_tcp_port_ = 0;
+  FlowLookup flow_lookup_;
   std::map<std::string, Handler> handlers_;
   ::event* stats_timer_ = nullptr;
   SourceGuard* guard_ = nullptr;
