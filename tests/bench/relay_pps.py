@@ -693,8 +693,11 @@ def main():
         a.load_bin = os.path.join(a.tmp, "rtp_load")
         a.bare_bin = os.path.join(a.tmp, "bare_forwarder")
         for src, out in (("rtp_load.cpp", a.load_bin), ("bare_forwarder.cpp", a.bare_bin)):
-            libs = ["-lsrtp2"] if src == "rtp_load.cpp" else []
-            subprocess.run(["g++", "-O2", "-std=c++20", "-o", out, os.path.join(HERE, src)] + libs,
+            # rtp_load protects/unprotects with relais-media's SrtpSession (see rtp_load.cpp).
+            media = os.path.join(ROOT, "media-relay")
+            extra = ["-I", media, os.path.join(media, "srtp_session.cpp"), os.path.join(media, "srtp_transform.cpp"),
+                     "-lsrtp2", "-lcrypto"] if src == "rtp_load.cpp" else []
+            subprocess.run(["g++", "-O2", "-std=c++20", "-o", out, os.path.join(HERE, src)] + extra,
                            check=True, timeout=180)
         busy = wait_idle(a.wait_idle)
         log(f"machine: {os.cpu_count()} cores, other processes {busy:.0f} % of a core; relay on CPU "
