@@ -79,7 +79,6 @@ class CallEngine {
   // its concurrent-call limit and the call must not dial it.
   bool claim_trunk(uint64_t call_id, const std::string& trunk);
 
-
   // Adds call verbs, registrar.lookup and relais.sleep to a script state. `engine` may be
   // null (--check): the functions exist and raise when used.
   static void install_api(lua_State* L, CallEngine* engine);

@@ -241,9 +241,9 @@ void read_users(lua_State* L, TableReader& top, Config& cfg) {
     entry.string("ha1_sha256", user.ha1_sha256);
     entry.string("name", user.display);
     user.algorithms = read_algorithms(entry);
-    entry.integer("max_calls", user.max_calls, 0, 1000000);
     entry.string("srtp", user.srtp);
     if (!user.srtp.empty() && !srtp_policy_from(user.srtp)) entry.fail("srtp", "expected never, optional or mandatory");
+    entry.integer("max_calls", user.max_calls, 0, 1000000);
     if (user.password.empty() && user.ha1_md5.empty() && user.ha1_sha256.empty())
       entry.fail("password", "missing (give password or ha1_md5/ha1_sha256)");
     cfg.users[name] = std::move(user);
@@ -353,6 +353,7 @@ void read_config(lua_State* L, Config& cfg) {
   if (top.enter("registrar")) {
     TableReader reg(L, "registrar.");
     reg.integer("min_expires", cfg.registrar.min_expires, 1, 86400);
+    reg.integer("nat_keepalive", cfg.registrar.nat_keepalive, 0, 3600);
     reg.integer("max_expires", cfg.registrar.max_expires, 1, 7 * 86400);
     reg.integer("default_expires", cfg.registrar.default_expires, 1, 7 * 86400);
     reg.integer("max_contacts", cfg.registrar.max_contacts, 1, 1000);

@@ -47,6 +47,7 @@ struct RegistrarSettings {
   int max_expires = 3600;
   int default_expires = 3600;
   int max_contacts = 10;
+  int nat_keepalive = 25;  // seconds between OPTIONS pings to NATed UDP phones; 0 = off
 };
 
 struct AuthSettings {
@@ -130,8 +131,8 @@ struct UserConfig {
   std::string ha1_md5;
   std::string ha1_sha256;
   std::vector<DigestAlgorithm> algorithms;  // challenges for this user; empty = auth.algorithms
-  int max_calls = -1;    // concurrent calls this user places; -1 = sbc.max_calls_per_user
   std::string srtp;      // "never" | "optional" | "mandatory"; "" = media.srtp (srtp_policy.hpp)
+  int max_calls = -1;    // concurrent calls this user places; -1 = sbc.max_calls_per_user
 };
 
 struct Config {

@@ -24,6 +24,7 @@
 #include "lua_sbc.hpp"
 #include "mail_sender.hpp"
 #include "mwi_service.hpp"
+#include "nat_keepalive.hpp"
 #include "registrar.hpp"
 #include "script_engine.hpp"
 #include "server_header.hpp"
@@ -181,6 +182,8 @@ int run(const std::string& path, const std::vector<std::string>& overrides) {
     if (std::optional<SourceIp> source = SourceIp::parse(ip)) guard.auth_failed(*source, monotonic_seconds());
   });
   Registrar registrar(cfg, *stack, *store, auth, script);
+  auto keepalive = std::make_unique<NatKeepalive>(loop, *stack, cfg.domain, cfg.registrar.nat_keepalive);
+  registrar.set_keepalive(keepalive.get());
   auto calls = std::make_unique<CallEngine>(cfg, loop, *stack, *store, auth, script);
   std::unique_ptr<KvStore> kv = KvStore::open(cfg.kv_path, error);
   if (!kv) {
@@ -268,6 +271,7 @@ int run(const std::string& path, const std::vector<std::string>& overrides) {
     guard.configure(fresh);
     set_server_header(fresh.sbc.server_header);
     registrar.set_config(fresh);
+    keepalive->set_interval(fresh.registrar.nat_keepalive);
     calls->set_config(fresh);
     mwi->set_config(fresh);
     trunks.apply(fresh.trunks);
@@ -323,6 +327,8 @@ int run(const std::string& path, const std::vector<std::string>& overrides) {
   store->flush();
   store.reset();
   mwi.reset();  // final NOTIFYs leave while the agent still exists
+  registrar.set_keepalive(nullptr);
+  keepalive.reset();  // its leg belongs to the agent
   stack->set_flow_lookup(nullptr);
   edge.reset();
   stack.reset();

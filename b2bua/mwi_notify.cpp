@@ -16,6 +16,7 @@
 #include "event_loop.hpp"
 #include "local_contact.hpp"
 #include "log.hpp"
+#include "call_engine.hpp"
 #include "mwi_service.hpp"
 #include "sip_stack.hpp"
 
@@ -237,10 +238,18 @@ void MwiService::unsolicited_to(const std::string& mailbox, const Binding& bindi
   MwiCounts c = counts(mailbox);
   std::string body = message_summary_body(account_of(mailbox), c);
 
+  // A phone behind NAT or on a TCP/TLS connection is reached through the flow it registered
+  // on, like a call to it (SipStack::route_to_flow); a closed connection: nothing to notify.
+  std::string request_uri = binding.flow.empty() ? binding.contact : CallEngine::with_flow(binding.contact, binding.flow);
+  std::string route;
+  if (stack_.route_to_flow(request_uri, route) == SipStack::FlowTarget::gone) {
+    su_home_deinit(home);
+    return;
+  }
   auto u = std::make_unique<Unsolicited>();
   u->service = this;
   u->mailbox = mailbox;
-  u->target = binding.contact;
+  u->target = request_uri;
   sip_call_id_t* call_id = sip_call_id_create(home, nullptr);
   u->call_id = call_id && call_id->i_id ? call_id->i_id : "";
   // A client leg of its own gives the NOTIFY a Call-ID, a From tag and a CSeq; it is no dialog
@@ -250,7 +259,8 @@ void MwiService::unsolicited_to(const std::string& mailbox, const Binding& bindi
   if (u->leg) {
     nta_leg_tag(u->leg, nullptr);
     u->orq = nta_outgoing_tcreate(u->leg, on_unsolicited_response, reinterpret_cast<nta_outgoing_magic_t*>(u.get()),
-                                  nullptr, SIP_METHOD_NOTIFY, URL_STRING_MAKE(binding.contact.c_str()),
+                                  route.empty() ? nullptr : URL_STRING_MAKE(route.c_str()), SIP_METHOD_NOTIFY,
+                                  URL_STRING_MAKE(request_uri.c_str()),
                                   SIPTAG_EVENT_STR(kPackage), SIPTAG_SUBSCRIPTION_STATE_STR("active"),
                                   SIPTAG_CONTACT_STR(contact.c_str()), SIPTAG_CONTENT_TYPE_STR(kBodyType),
                                   SIPTAG_PAYLOAD_STR(body.c_str()), TAG_END());

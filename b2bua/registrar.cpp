@@ -1,6 +1,8 @@
 // registrar.cpp — the REGISTER pipeline: parse → authenticate → script → store → answer.
 #include "registrar.hpp"
 
+#include "nat_keepalive.hpp"
+
 #include <sofia-sip/sip_header.h>
 #include <sofia-sip/sip_status.h>
 #include <sofia-sip/su_alloc.h>
@@ -17,6 +19,33 @@
 namespace relais {
 
 namespace {
+
+// A private or shared address (RFC 1918, RFC 6598, link-local, RFC 4193) cannot be reached
+// from here directly when the phone's packets came from somewhere else.
+bool private_address(const std::string& host) {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (sscanf(host.c_str(), "%u.%u.%u.%u", &a, &b, &c, &d) == 4)
+    return a == 10 || (a == 172 && b >= 16 && b <= 31) || (a == 192 && b == 168) || (a == 100 && b >= 64 && b <= 127) ||
+           (a == 169 && b == 254);
+  std::string h = host;
+  for (char& ch : h) ch = static_cast<char>(tolower(static_cast<unsigned char>(ch)));
+  return h.rfind("fc", 0) == 0 || h.rfind("fd", 0) == 0 || h.rfind("fe80:", 0) == 0;
+}
+
+// NAT detection: a Contact with a private address the REGISTER did not come from. Requests to
+// such a phone go to the source address, where the NAT keeps the phone's mapping open. (A
+// contact on the source's own host but another port is a third-party registration, not NAT.)
+bool behind_nat(const sip_t* sip, const SourceAddress& source) {
+  for (const sip_contact_t* m = sip->sip_contact; m; m = m->m_next) {
+    const url_t* u = m->m_url;
+    if (!u || u->url_type == url_any || !u->url_host) continue;
+    std::string host = u->url_host;
+    if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+    if (host != source.ip && private_address(host)) return true;
+  }
+  return false;
+}
+
 
 int64_t unix_now() { return static_cast<int64_t>(time(nullptr)); }
 
@@ -126,6 +155,8 @@ void Registrar::handle(const SipRequestPtr& request) {
   update.now = unix_now();
   update.received = request->source().to_string();
   update.flow = request->source().flow;
+  if (update.flow.empty() && request->source().transport == "udp" && behind_nat(sip, request->source()))
+    update.flow = "udp~" + request->source().ip + "~" + std::to_string(request->source().port);
   update.user_agent = sip->sip_user_agent && sip->sip_user_agent->g_string ? sip->sip_user_agent->g_string : "";
   update.node = cfg_.node_id;
   if (sip->sip_expires) update.expires_header = static_cast<uint32_t>(sip->sip_expires->ex_delta);
@@ -247,6 +278,8 @@ void Registrar::after_auth(const SipRequestPtr& request, const std::string& aor,
         request->respond(503, "Store Unavailable", SIPTAG_RETRY_AFTER_STR("5"), TAG_END());
         return;
       }
+      if (keepalive_)
+        for (const Binding& b : *bindings) keepalive_->seen(aor, b.flow, b.expires_at);
       answer_ok(request, aor, *bindings, now, true);
     });
   });

@@ -31,12 +31,16 @@ struct RegistrarCounters {
 // and the transport/maddr parameters; other parameters do not make a different contact.
 std::string canonical_contact_key(const url_t* url);
 
+class NatKeepalive;
+
 class Registrar {
  public:
   Registrar(const Config& cfg, SipStack& stack, LocationStore& store, Authenticator& auth, ScriptEngine& script);
 
   void handle(const SipRequestPtr& request);
   void set_config(const Config& cfg);  // SIGHUP
+  // NATed UDP registrations are reported here so their mappings get pinged.
+  void set_keepalive(NatKeepalive* keepalive) { keepalive_ = keepalive; }
   const RegistrarCounters& counters() const { return counters_; }
 
   // "user@domain" if the To URI is ours, else empty (and `why` says which part is wrong).
@@ -56,6 +60,7 @@ class Registrar {
   Authenticator& auth_;
   ScriptEngine& script_;
   RegistrarCounters counters_;
+  NatKeepalive* keepalive_ = nullptr;
 };
 
 }  // namespace relais
