@@ -67,12 +67,15 @@ def test(checks):
                 h.fail("--help does not mention %s" % word)
 
     def check_example():
-        cfg = os.path.join(h.source_dir(), "examples", "office", "relais.lua")
-        if not os.path.exists(cfg):
-            h.fail("example config missing: %s" % cfg)
-        rc, out = run(["--check", cfg], cwd=tmp)
-        if rc != 0:
-            h.fail("--check on the example config exited %s:\n%s" % (rc, out))
+        # Both shipped deployments: their scripts load with the shipped Lua library
+        # (relais.voicemail, relais.ivr) and --check runs their top level.
+        for example in ("office", "ivr-campaign"):
+            cfg = os.path.join(h.source_dir(), "examples", example, "relais.lua")
+            if not os.path.exists(cfg):
+                h.fail("example config missing: %s" % cfg)
+            rc, out = run(["--check", cfg], cwd=tmp)
+            if rc != 0:
+                h.fail("--check on examples/%s exited %s:\n%s" % (example, rc, out))
 
     def write(name, text):
         path = os.path.join(tmp, name)
@@ -140,7 +143,7 @@ def test(checks):
 
     checks.run("--version exits 0", version)
     checks.run("--help exits 0", help_)
-    checks.run("--check on examples/office/relais.lua exits 0", check_example)
+    checks.run("--check on examples/office and examples/ivr-campaign exits 0", check_example)
     checks.run("--check on a valid temp config + script exits 0", check_good_config)
     checks.run("--check on a config syntax error: file:line, non-zero", check_config_syntax_error)
     checks.run("--check on a script syntax error: file:line, non-zero", check_script_syntax_error)
