@@ -94,13 +94,22 @@ class Relay:
         return self
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+        """SIGTERM and wait. relais-media must exit 0: under -DRELAIS_SANITIZE=ON a leak or
+        sanitizer error makes the exit code non-zero, and the test fails on it."""
+        proc, self.proc = self.proc, None
+        if not proc:
+            return None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(timeout=10)
+                proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.proc = None
+                proc.kill()
+                proc.wait(timeout=5)
+                fail("%s did not exit within 10 s of SIGTERM" % self.kind)
+        if self.kind == "relais-media" and proc.returncode != 0:
+            fail("relais-media exited with %s; log tail:\n%s" % (proc.returncode, self.log_text()[-3000:]))
+        return proc.returncode
 
     def log_text(self):
         with open(self.log_path, "rb") as f:
