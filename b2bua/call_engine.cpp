@@ -110,6 +110,7 @@ void CallEngine::media_notification(const std::string& command, const bencode::V
     if (command == "dtmf") {
       std::string digit = message.get_string("digit");
       log_info("call.dtmf").kv("call", id).kv("call_id", call_id).kv("digit", digit).kv("source", message.get_string("source", "rfc4733"));
+      ++counters_.digits;
       ctx->media->digit(digit);
     } else if (command == "playback-done") {
       ctx->media->playback_done();
@@ -130,6 +131,7 @@ void CallEngine::call_event(uint64_t call_id, B2bCall::Event event, const std::s
       return ctx->media->stop_playback();
     case B2bCall::Event::info_digit:
       log_info("call.dtmf").kv("call", call_id).kv("call_id", ctx->call->call_id()).kv("digit", digit).kv("source", "info");
+      ++counters_.digits;
       return ctx->media->digit(digit);
   }
 }

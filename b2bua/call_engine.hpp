@@ -40,6 +40,8 @@ struct CallCounters {
   uint64_t failed = 0;
   uint64_t script_errors = 0;
   uint64_t active = 0;
+  uint64_t answered_locally = 0;  // call:answer(): menus, voicemail
+  uint64_t digits = 0;            // DTMF digits from callers (RFC 4733 or SIP INFO)
 };
 
 class CallEngine {
@@ -75,6 +77,7 @@ class CallEngine {
   SipStack& stack() const { return stack_; }
   static std::string with_flow(const std::string& contact, const std::string& flow);
   void call_answered() { ++counters_.answered; }
+  void call_answered_locally() { ++counters_.answered_locally; }
   // Counts the call against `trunk` (once per call, until it ends); false = the trunk is at
   // its concurrent-call limit and the call must not dial it.
   bool claim_trunk(uint64_t call_id, const std::string& trunk);

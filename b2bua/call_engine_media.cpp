@@ -32,8 +32,10 @@ void CallEngine::answer_locally(uint64_t id) {
   ctx->call->answer_locally([this, id](const std::string& error) {
     Context* ctx = context_of(id);
     if (!ctx) return;
-    if (error.empty() && !ctx->media && ng_)
+    if (error.empty() && !ctx->media && ng_) {
       ctx->media = std::make_unique<CallMedia>(base(), *ng_, ctx->call->call_id(), ctx->call->caller_tag());
+      ++counters_.answered_locally;
+    }
     if (!error.empty()) log_warn("call.answer_failed").kv("call", id).kv("call_id", ctx->call->call_id()).kv("error", error);
     resume_later(id, [error](lua_State* co) {
       if (error.empty()) {

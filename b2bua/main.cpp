@@ -292,6 +292,9 @@ int run(const std::string& path, const std::vector<std::string>& overrides) {
       m.sbc = guard.counters();
       m.call_limits = calls->limits().counters();
       if (edge) m.edge = edge->counters();
+      m.mwi = mwi->counters();
+      if (mail) m.mail = mail->stats();
+      m.keepalive = keepalive->counters();
       m.store_backend = store->backend_name();
       m.node_id = cfg.node_id;
       m.uptime_seconds = static_cast<int64_t>(time(nullptr)) - started;

@@ -98,6 +98,22 @@ std::string render_metrics(const MetricsSnapshot& m) {
   out += "relais_sbc_sources " + std::to_string(m.sbc.sources) + "\n";
   out += "# HELP relais_sbc_bans Sources banned now\n# TYPE relais_sbc_bans gauge\n";
   out += "relais_sbc_bans " + std::to_string(m.sbc.active_bans) + "\n";
+  counter(out, "relais_calls_answered_locally_total", "Calls answered by relais itself (menus, voicemail)", "",
+          m.calls.answered_locally);
+  counter(out, "relais_dtmf_digits_total", "DTMF digits received from callers (RFC 4733 and SIP INFO)", "", m.calls.digits);
+  out += "# HELP relais_mwi_subscriptions Message-summary subscriptions now\n# TYPE relais_mwi_subscriptions gauge\n";
+  out += "relais_mwi_subscriptions " + std::to_string(m.mwi.active) + "\n";
+  const char* notifies = "relais_mwi_notifies_total";
+  const char* notifies_help = "MWI NOTIFYs sent, by kind";
+  counter(out, notifies, notifies_help, "kind=\"subscription\"", m.mwi.notifies_sent);
+  counter(out, notifies, notifies_help, "kind=\"unsolicited\"", m.mwi.unsolicited_sent, false);
+  counter(out, "relais_mwi_notifies_failed_total", "MWI NOTIFYs refused or unanswered", "", m.mwi.notifies_failed);
+  const char* mails = "relais_mail_total";
+  const char* mails_help = "Voicemail e-mails, by outcome";
+  counter(out, mails, mails_help, "result=\"sent\"", m.mail.sent);
+  counter(out, mails, mails_help, "result=\"failed\"", m.mail.failed, false);
+  counter(out, mails, mails_help, "result=\"rejected\"", m.mail.rejected, false);
+  counter(out, "relais_nat_keepalives_total", "OPTIONS pings sent to NATed UDP phones", "", m.keepalive.sent);
   out += "# HELP relais_heap_bytes Heap memory in use (allocated, not counting allocator caches)\n";
   out += "# TYPE relais_heap_bytes gauge\nrelais_heap_bytes " + std::to_string(heap_in_use_bytes()) + "\n";
   out += "# HELP relais_heap_resident_bytes Memory the allocator holds in RAM (heap + its caches and fragmentation)\n";

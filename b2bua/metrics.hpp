@@ -7,6 +7,9 @@
 #include "call_engine.hpp"
 #include "call_limits.hpp"
 #include "edge_counters.hpp"
+#include "mail_sender.hpp"
+#include "mwi_service.hpp"
+#include "nat_keepalive.hpp"
 #include "registrar.hpp"
 #include "sip_stack.hpp"
 #include "source_guard.hpp"
@@ -20,6 +23,9 @@ struct MetricsSnapshot {
   SourceGuardCounters sbc;
   CallLimitCounters call_limits;
   EdgeCounters edge;  // the TCP/TLS edge (tls/); zero when it does not run
+  MwiCounters mwi;
+  MailStats mail;     // zero when mail is not configured
+  NatKeepaliveCounters keepalive;
   std::string store_backend;
   std::string node_id;
   int64_t uptime_seconds = 0;

@@ -18,6 +18,7 @@ import os
 import sqlite3
 import sys
 import time
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import relais_harness as h  # noqa: E402
@@ -118,12 +119,22 @@ def test(checks):
     relay = mt.Relay("relais-media", ng_port, mt.relay_port_range(1)).start(timeout=60)
     sink = SmtpSink(outdir=os.path.join(work, "mail")).start()
     uas_port = h.free_port()
+    http_port = h.free_port(udp=False)
+
+    def metric(name):
+        text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % http_port, timeout=5).read().decode()
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[-1])
+        h.fail("/metrics has no %s" % name)
+
     relais = h.Relais(name="voicemail", script=SCRIPT % {"vmdir": vmdir, "box": "101", "uas": uas_port}, config={
         "calls": {"authenticate": True, "unknown_sources": "allow"},
         "auth": {"algorithms": ["MD5"]},  # sipp answers only MD5 challenges
         "media": {"mode": "relay", "ng": "127.0.0.1:%d" % ng_port, "timeout_ms": 500},
         "prompts": {"dir": prompts, "language": "en"},
         "store": {"kv_path": os.path.join(work, "kv.db")},
+        "http": {"listen": "127.0.0.1:%d" % http_port},
         "mail": {"smtp": "smtp://127.0.0.1:%d" % sink.port, "from": "Voicemail <vm@clinic.example>",
                  "starttls": False},
     })
@@ -178,6 +189,10 @@ def test(checks):
                 with open(wavs[0], "rb") as f:
                     if parts[0].get_payload(decode=True) != f.read():
                         h.fail("the attached WAV differs from the stored message")
+                h.wait_until(lambda: metric('relais_mail_total{result="sent"}') == 1, timeout=5,
+                             what="/metrics counting the mail")
+                if metric("relais_calls_answered_locally_total") < 1 or metric('relais_mwi_notifies_total{kind="subscription"}') < 2:
+                    h.fail("/metrics does not count the local answer and the MWI NOTIFYs")
 
             def retrieval_after_restart():
                 relais.restart()
@@ -204,6 +219,8 @@ def test(checks):
                 if glob.glob(os.path.join(vmdir, "101", "*.wav")):
                     h.fail("pressing 7 did not delete the message file")
                 expect_summary(phone, "no", "0/0", "after the deletion")
+                if metric("relais_dtmf_digits_total") < 2:
+                    h.fail("/metrics does not count the caller's digits")
 
             def pin_login_and_change():
                 # Caller 100 opens box 101: box number, a wrong PIN (refused), the right one, then
