@@ -103,10 +103,10 @@ std::string keep_formats(const std::string& sdp, int pt, int event_pt) {
   auto keep = [&](const std::string& fmt) { return fmt == std::to_string(pt) || (event_pt >= 0 && fmt == std::to_string(event_pt)); };
   for (const std::string& line : split_lines(sdp)) {
     if (line.rfind("m=", 0) == 0) {
-      in_audio = !audio_done && line.rfind("m=audio ", 0) == 0;
+      auto w = words(line);
+      in_audio = !audio_done && line.rfind("m=audio ", 0) == 0 && w.size() >= 3;
       if (in_audio) {
         audio_done = true;
-        auto w = words(line);
         std::string m = w[0] + " " + w[1] + " " + w[2];
         for (size_t i = 3; i < w.size(); ++i)
           if (keep(w[i])) m += " " + w[i];
@@ -114,8 +114,9 @@ std::string keep_formats(const std::string& sdp, int pt, int event_pt) {
         continue;
       }
     } else if (in_audio && (line.rfind("a=rtpmap:", 0) == 0 || line.rfind("a=fmtp:", 0) == 0)) {
-      std::string fmt = words(line.substr(line.find(':') + 1)).front();
-      if (!keep(fmt)) continue;
+      // The caller wrote these lines: an empty "a=rtpmap:" names no format and is dropped.
+      auto fmt = words(line.substr(line.find(':') + 1));
+      if (fmt.empty() || !keep(fmt.front())) continue;
     }
     out += line + "\r\n";
   }
