@@ -108,7 +108,11 @@ class NgClient:
                 c, _, body = raw.partition(b" ")
                 if c.decode("utf-8", "replace") == cookie:
                     return bdecode(body)
+                self._other(raw)
         fail("no ng reply to %s from %s:%d" % (msg.get("command"), self.addr[0], self.addr[1]))
+
+    def _other(self, raw):
+        """A datagram that is not the awaited reply (a late duplicate, a notification): dropped."""
 
     def close(self):
         self.sock.close()
@@ -238,6 +242,9 @@ class NgEventClient(NgClient):
         super().__init__(host, port, timeout)
         self.notes = []
 
+    def _other(self, raw):
+        self._keep(raw)
+
     def _keep(self, raw):
         _, _, body = raw.partition(b" ")
         try:
@@ -246,23 +253,6 @@ class NgEventClient(NgClient):
             return
         if isinstance(msg, dict) and "command" in msg:
             self.notes.append(msg)
-
-    def request(self, msg, cookie=None, retries=2):
-        self._n += 1
-        cookie = cookie or "c%d_%d" % (os.getpid(), self._n)
-        data = cookie.encode() + b" " + bencode(msg)
-        for _ in range(retries + 1):
-            self.sock.sendto(data, self.addr)
-            deadline = time.monotonic() + self.sock.gettimeout()
-            while time.monotonic() < deadline:
-                raw = self.recv_raw(timeout=max(0.01, deadline - time.monotonic()))
-                if raw is None:
-                    break
-                c, _, body = raw.partition(b" ")
-                if c.decode("utf-8", "replace") == cookie:
-                    return bdecode(body)
-                self._keep(raw)
-        fail("no ng reply to %s from %s:%d" % (msg.get("command"), self.addr[0], self.addr[1]))
 
     def poll_notes(self, timeout=0.0):
         """Reads notifications for up to `timeout` seconds (at least whatever is queued)."""
