@@ -25,12 +25,16 @@ CallEngine* engine_of(lua_State* L) {
 }
 
 // The context of the call whose table is argument 1; raises if that call has ended.
-CallEngine::Context& call_arg(lua_State* L, CallEngine* engine) {
+CallEngine::Context* call_arg_if_live(lua_State* L, CallEngine* engine) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_getfield(L, 1, "__id");
   auto id = static_cast<uint64_t>(lua_tonumber(L, -1));
   lua_pop(L, 1);
-  CallEngine::Context* ctx = engine->context_of(id);
+  return engine->context_of(id);
+}
+
+CallEngine::Context& call_arg(lua_State* L, CallEngine* engine) {
+  CallEngine::Context* ctx = call_arg_if_live(L, engine);
   if (!ctx) luaL_error(L, "this call has ended");
   return *ctx;
 }

@@ -292,12 +292,7 @@ int call_on_dtmf(lua_State* L) {
 
 // call:ready(): the caller is still there and the call not ended.
 int call_ready(lua_State* L) {
-  CallEngine* engine = engine_of(L);
-  luaL_checktype(L, 1, LUA_TTABLE);
-  lua_getfield(L, 1, "__id");
-  auto id = static_cast<uint64_t>(lua_tonumber(L, -1));
-  lua_pop(L, 1);
-  CallEngine::Context* ctx = engine->context_of(id);
+  CallEngine::Context* ctx = call_arg_if_live(L, engine_of(L));
   bool ready = ctx && ctx->call && !ctx->call->finished() && !ctx->call->caller_gone() && !(ctx->media && ctx->media->gone());
   lua_pushboolean(L, ready);
   return 1;
