@@ -71,6 +71,7 @@ bool B2bCall::start_leg(const std::string& target) {
   leg->call = this;
   leg->target = target;
   std::string from_host = engine_.config().domain;
+  std::string trunk_route, trunk_local;  // a TLS trunk's connection (SipStack::route_to_trunk)
   if (target.rfind("trunk:", 0) == 0) {
     // trunk:NAME/number → sip:number@trunk-domain, sent through the trunk's proxy.
     size_t slash = target.find('/');
@@ -83,13 +84,22 @@ bool B2bCall::start_leg(const std::string& target) {
       log_warn("call.bad_target").kv("call", id_).kv("target", target);
       return false;
     }
+    // Over TLS the operator is reached through relais's own connection to it; while that is
+    // down the leg fails at once rather than through Sofia, which cannot speak to it.
+    SipStack::FlowTarget link = engine_.stack().route_to_trunk(name, trunk_route, trunk_local);
+    if (link == SipStack::FlowTarget::gone) {
+      last_failure_code_ = 503;
+      last_failure_reason_ = "Trunk Unreachable";
+      log_warn("call.trunk_link_down").kv("call", id_).kv("call_id", call_id_).kv("trunk", name);
+      return false;
+    }
     if (!engine_.claim_trunk(id_, name)) {
       last_failure_code_ = 503;
       last_failure_reason_ = "Trunk Capacity Reached";
       return false;
     }
     leg->request_uri = "sip:" + number + "@" + leg->trunk->domain;
-    leg->route = leg->trunk->proxy;
+    leg->route = trunk_route.empty() ? leg->trunk->proxy : trunk_route;
     from_host = leg->trunk->domain;
   } else {
     leg->request_uri = target;
@@ -115,7 +125,8 @@ bool B2bCall::start_leg(const std::string& target) {
   }
   char transport[16] = "udp";
   if (hop->url_params) url_param(hop->url_params, "transport", transport, sizeof transport);
-  leg->contact = engine_.contact_toward(transport, hop->url_host);
+  leg->contact = trunk_local.empty() ? engine_.contact_toward(transport, hop->url_host)
+                                     : "<sip:relais@" + trunk_local + ";transport=tls>";
   if (!flow_route.empty()) leg->route = flow_route;  // the Contact above follows the phone's transport
 
   // Topology hiding: a new Call-ID and From tag, the caller's identity under our domain, no

@@ -1,6 +1,8 @@
 // config.cpp — reading the config table out of Lua into typed settings, with clear errors.
 #include "config.hpp"
 
+#include <sofia-sip/url.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -189,6 +191,34 @@ std::vector<Cidr> read_cidrs(const TableReader& table, const char* key) {
   return out;
 }
 
+// The proxy's host, port and transport; over TLS the optional `tls` table (TrunkTls).
+void read_trunk_transport(TableReader& entry, TrunkConfig& trunk) {
+  su_home_t home[1] = {SU_HOME_INIT(home)};
+  url_t* url = url_make(home, trunk.proxy.c_str());
+  char transport[16] = "";
+  if (url && url->url_params) url_param(url->url_params, "transport", transport, sizeof transport);
+  bool ok = url && url->url_host && *url->url_host;
+  trunk.tls = url && (url->url_type == url_sips || strcasecmp(transport, "tls") == 0);
+  if (ok) {
+    trunk.host = url->url_host;
+    if (trunk.host.size() > 2 && trunk.host.front() == '[') trunk.host = trunk.host.substr(1, trunk.host.size() - 2);
+    trunk.port = url->url_port && *url->url_port ? atoi(url->url_port) : trunk.tls ? 5061 : 5060;
+  }
+  su_home_deinit(home);
+  if (!ok || trunk.port <= 0 || trunk.port > 65535) entry.fail("proxy", "cannot read host and port of '" + trunk.proxy + "'");
+  if (!entry.enter("tls")) return;
+  if (!trunk.tls) entry.fail("tls", "only for a proxy reached over TLS (sips: or ;transport=tls)");
+  TableReader t(entry.state(), "trunks." + trunk.name + ".tls.");
+  t.string("ca", trunk.tls_options.ca);
+  t.string("certificate", trunk.tls_options.certificate);
+  t.string("private_key", trunk.tls_options.private_key);
+  t.string("server_name", trunk.tls_options.server_name);
+  t.boolean("verify", trunk.tls_options.verify);
+  if (trunk.tls_options.certificate.empty() != trunk.tls_options.private_key.empty())
+    t.fail(trunk.tls_options.certificate.empty() ? "certificate" : "private_key", "certificate and private_key go together");
+  entry.leave();
+}
+
 void read_trunks(lua_State* L, TableReader& top, Config& cfg) {
   if (!top.enter("trunks")) return;
   lua_pushnil(L);
@@ -218,6 +248,7 @@ void read_trunks(lua_State* L, TableReader& top, Config& cfg) {
     if (trunk.register_ && trunk.username.empty()) entry.fail("username", "required when register = true");
     entry.integer("max_calls", trunk.max_calls, 0, 1000000);
     trunk.addresses = read_cidrs(entry, "addresses");
+    read_trunk_transport(entry, trunk);
     cfg.trunks[name] = std::move(trunk);
     lua_pop(L, 1);
   }

@@ -84,6 +84,18 @@ struct MwiSettings {
 };
 
 // An operator trunk: where to send, how to authenticate, and which sources are the operator.
+// A trunk reached over TLS (its proxy is sips: or ;transport=tls): the stream edge keeps one
+// connection to it, verifying the operator's certificate (tls/trunk_links.hpp). Version and
+// cipher policy come from the tls section, as for phones.
+struct TrunkTls {
+  std::string ca;           // PEM bundle the operator's certificate must chain to; "" = system CAs
+  std::string certificate;  // our client certificate (PEM chain), when the operator asks for one
+  std::string private_key;
+  std::string server_name;  // name checked in its certificate and sent as SNI; "" = the proxy host
+  bool verify = true;       // false only for a lab: anyone on the path could then answer
+  bool operator==(const TrunkTls&) const = default;
+};
+
 struct TrunkConfig {
   std::string name;
   std::string proxy;         // next hop URI for REGISTER and INVITE, e.g. "sip:192.0.2.1:5060"
@@ -95,9 +107,13 @@ struct TrunkConfig {
   std::string srtp;          // "never" | "optional" | "mandatory"; "" = media.srtp (srtp_policy.hpp)
   std::vector<Cidr> addresses;  // INVITEs from these sources are calls from this trunk
   int max_calls = -1;           // concurrent calls from + to this trunk; -1 = sbc.max_calls_per_trunk
+  bool tls = false;             // proxy is sips: or ;transport=tls
+  std::string host;             // the proxy's host and port (5061 by default over TLS)
+  int port = 5060;
+  TrunkTls tls_options;
   bool operator==(const TrunkConfig& o) const {
     return name == o.name && proxy == o.proxy && domain == o.domain && username == o.username &&
-           password == o.password && register_ == o.register_ && expires == o.expires;
+           password == o.password && register_ == o.register_ && expires == o.expires && tls_options == o.tls_options;
   }
 };
 

@@ -32,6 +32,7 @@
 #include "source_guard.hpp"
 #include "sofia_log.hpp"
 #include "stream_edge.hpp"
+#include "trunk_links.hpp"
 #include "trunk_registration.hpp"
 
 using namespace relais;
@@ -250,6 +251,21 @@ int run(const std::string& path, const std::vector<std::string>& overrides) {
     return 1;
   }
   TrunkRegistrations trunks(*calls);
+  // Operators reached over TLS: relais's own verified connections (tls/trunk_links.hpp).
+  std::unique_ptr<TrunkLinks> trunk_links;
+  if (edge) {
+    trunk_links = std::make_unique<TrunkLinks>(*edge);
+    trunk_links->on_up([&trunks](const std::string& name) { trunks.link_up(name); });
+    stack->set_trunk_link_lookup([&trunk_links](const std::string& name, std::string& route, std::string& local) {
+      switch (trunk_links ? trunk_links->lookup(name, route, local) : TrunkLinks::State::not_tls) {
+        case TrunkLinks::State::up: return SipStack::FlowTarget::routed;
+        case TrunkLinks::State::down: return SipStack::FlowTarget::gone;
+        case TrunkLinks::State::not_tls: break;
+      }
+      return SipStack::FlowTarget::none;
+    });
+    trunk_links->apply(cfg.trunks, cfg.tls);
+  }
   trunks.apply(cfg.trunks);
 
   // SIGHUP and POST /v1/reload. A failed reload keeps everything running as it was; calls in
@@ -274,6 +290,7 @@ int run(const std::string& path, const std::vector<std::string>& overrides) {
     keepalive->set_interval(fresh.registrar.nat_keepalive);
     calls->set_config(fresh);
     mwi->set_config(fresh);
+    if (trunk_links) trunk_links->apply(fresh.trunks, fresh.tls);
     trunks.apply(fresh.trunks);
     log_notice("reload").kv("users", fresh.users.size()).kv("script", fresh.script_path)
         .kv("generation", script.current() ? static_cast<long long>(script.current()->generation()) : 0LL)
@@ -326,6 +343,8 @@ int run(const std::string& path, const std::vector<std::string>& overrides) {
   // registrar and the SIP agent still exist; then the agent goes.
   http.reset();
   trunks.apply({});
+  stack->set_trunk_link_lookup(nullptr);
+  trunk_links.reset();
   calls.reset();  // hangs up calls still up; their BYEs leave before the agent goes
   store->flush();
   store.reset();

@@ -1,6 +1,8 @@
 // sip_stack.cpp — creating the nta agent and routing requests to handlers.
 #include "sip_stack.hpp"
 
+#include <algorithm>
+
 #include <sofia-sip/msg_addr.h>
 #include <sofia-sip/nta_stateless.h>
 #include <sofia-sip/nta_tag.h>
@@ -60,7 +62,9 @@ bool SipStack::start(const Config& cfg, std::string& error) {
     error = "cannot create SIP agent";
     return false;
   }
-  bool streams = !cfg.tls.listen.empty();
+  // TLS trunks too: the edge's connection to the operator reaches Sofia like a phone's.
+  bool streams = !cfg.tls.listen.empty() ||
+                 std::any_of(cfg.trunks.begin(), cfg.trunks.end(), [](const auto& t) { return t.second.tls; });
   for (const ListenAddress& address : cfg.listen) {
     listening_.push_back(address);
     // TCP is the edge's (tls/): Sofia looks connections up under its first TCP listener only,

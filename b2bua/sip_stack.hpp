@@ -55,6 +55,15 @@ class SipStack {
   // Strips the flow parameter from `uri`; `route` becomes the flow's route when it is alive.
   // `none` also when the URI names no flow: then the contact itself is the target.
   FlowTarget route_to_flow(std::string& uri, std::string& route) const;
+
+  // A trunk reached over TLS goes through relais's own connection to it (tls/trunk_links.hpp):
+  // routed with `route` (Sofia's next hop) and `local` (our end, "ip:port"), gone while that
+  // connection is down, none for a trunk Sofia reaches itself.
+  using TrunkLinkLookup = std::function<FlowTarget(const std::string& trunk, std::string& route, std::string& local)>;
+  void set_trunk_link_lookup(TrunkLinkLookup lookup) { trunk_link_lookup_ = std::move(lookup); }
+  FlowTarget route_to_trunk(const std::string& trunk, std::string& route, std::string& local) const {
+    return trunk_link_lookup_ ? trunk_link_lookup_(trunk, route, local) : FlowTarget::none;
+  }
   // The next hop of a "udp~IP~PORT" token (a NATed UDP registration); false for other tokens.
   static bool udp_flow_route(const std::string& token, std::string& route);
 
@@ -84,6 +93,7 @@ class SipStack {
   std::vector<ListenAddress> listening_;
   int internal_tcp_port_ = 0;
   FlowLookup flow_lookup_;
+  TrunkLinkLookup trunk_link_lookup_;
   std::map<std::string, Handler> handlers_;
   ::event* stats_timer_ = nullptr;
   SourceGuard* guard_ = nullptr;

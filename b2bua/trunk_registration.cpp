@@ -11,6 +11,7 @@
 #include "call_engine.hpp"
 #include "digest_client.hpp"
 #include "log.hpp"
+#include "sip_stack.hpp"
 
 namespace relais {
 
@@ -38,17 +39,28 @@ void TrunkRegistration::start() { send("", false); }
 void TrunkRegistration::send(const std::string& authorization, bool proxy_auth) {
   if (!leg_) return;
   if (pending_) nta_outgoing_destroy(pending_);
-  su_home_t home[1] = {SU_HOME_INIT(home)};
-  url_t* proxy = url_make(home, trunk_.proxy.c_str());
-  char transport[16] = "udp";
-  if (proxy && proxy->url_params) url_param(proxy->url_params, "transport", transport, sizeof transport);
-  contact_ = engine_.contact_toward(transport, proxy ? proxy->url_host : nullptr, trunk_.username);
-  su_home_deinit(home);
+  std::string next_hop = trunk_.proxy, local;
+  if (trunk_.tls) {
+    // Through relais's own connection to the operator, with a Contact on that connection: an
+    // operator that reuses connections (RFC 5626 style, or Kamailio's) reaches us over it.
+    if (engine_.stack().route_to_trunk(trunk_.name, next_hop, local) != SipStack::FlowTarget::routed) {
+      log_info("trunk.register_waiting").kv("trunk", trunk_.name).kv("reason", "TLS connection not up");
+      return;  // TrunkRegistrations::link_up sends it when the connection is up
+    }
+    contact_ = "<sip:" + trunk_.username + "@" + local + ";transport=tls>";
+  } else {
+    su_home_t home[1] = {SU_HOME_INIT(home)};
+    url_t* proxy = url_make(home, trunk_.proxy.c_str());
+    char transport[16] = "udp";
+    if (proxy && proxy->url_params) url_param(proxy->url_params, "transport", transport, sizeof transport);
+    contact_ = engine_.contact_toward(transport, proxy ? proxy->url_host : nullptr, trunk_.username);
+    su_home_deinit(home);
+  }
   std::string ruri = "sip:" + trunk_.domain;
   std::string expires = std::to_string(trunk_.expires);
   authenticated_attempt_ = !authorization.empty();
   pending_ = nta_outgoing_tcreate(
-      leg_, on_response, reinterpret_cast<nta_outgoing_magic_t*>(this), URL_STRING_MAKE(trunk_.proxy.c_str()),
+      leg_, on_response, reinterpret_cast<nta_outgoing_magic_t*>(this), URL_STRING_MAKE(next_hop.c_str()),
       SIP_METHOD_REGISTER, URL_STRING_MAKE(ruri.c_str()), SIPTAG_CONTACT_STR(contact_.c_str()),
       SIPTAG_EXPIRES_STR(expires.c_str()),
       TAG_IF(authenticated_attempt_ && !proxy_auth, SIPTAG_AUTHORIZATION_STR(authorization.c_str())),
@@ -106,6 +118,20 @@ void TrunkRegistration::on_timer(int, short, void* arg) {
   self->nc_ = 0;
   self->send("", false);
   self->engine_.kick();
+}
+
+void TrunkRegistration::link_up() {
+  // A new connection: the operator may not know our Contact on it yet. Register now, unless
+  // a REGISTER is already in flight.
+  if (pending_) return;
+  evtimer_del(timer_);
+  nc_ = 0;
+  send("", false);
+}
+
+void TrunkRegistrations::link_up(const std::string& trunk) {
+  auto it = active_.find(trunk);
+  if (it != active_.end()) it->second->link_up();
 }
 
 void TrunkRegistrations::apply(const std::map<std::string, TrunkConfig>& trunks) {

@@ -24,6 +24,7 @@ class TrunkRegistration {
   TrunkRegistration& operator=(const TrunkRegistration&) = delete;
 
   void start();
+  void link_up();  // a TLS trunk's connection (re)opened
   bool registered() const { return registered_; }
 
  private:
@@ -49,6 +50,7 @@ class TrunkRegistrations {
  public:
   explicit TrunkRegistrations(CallEngine& engine) : engine_(engine) {}
   void apply(const std::map<std::string, TrunkConfig>& trunks);
+  void link_up(const std::string& trunk);
 
  private:
   CallEngine& engine_;

@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
+#include <openssl/x509.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -94,6 +95,101 @@ bool EdgeFlow::start(evutil_socket_t fd, SslPtr ssl, std::string& error) {
   return true;
 }
 
+bool EdgeFlow::start_outbound(const std::string& host, int port, SslPtr ssl, evdns_base* dns, std::string& error) {
+  outbound_ = true;
+  tls_ = ssl != nullptr;
+  core_ready_ = false;
+  pending_ssl_ = std::move(ssl);
+  addr_.transport = tls_ ? "TLS" : "TCP";
+  addr_.source = (tls_ ? "tls:" : "tcp:") + host + ":" + std::to_string(port);
+  phone_.reset(bufferevent_socket_new(edge_.base(), -1, BEV_OPT_CLOSE_ON_FREE));
+  timer_.reset(evtimer_new(edge_.base(), on_timer, this));
+  if (!phone_ || !timer_ || !connect_core(error)) {
+    if (error.empty()) error = "cannot create bufferevent";
+    closed_ = true;
+    core_.reset();
+    phone_.reset();
+    timer_.reset();
+    pending_ssl_.reset();
+    return false;
+  }
+  // Sofia answers a CRLFCRLF ping with a CRLF pong (TPTAG_PONG2PING): once it has, it knows the
+  // internal connection and reuses it for requests routed to this flow.
+  bufferevent_write(core_.get(), "\r\n\r\n", 4);
+  bufferevent_setcb(phone_.get(), on_phone_read, on_phone_write, on_phone_event, this);
+  bufferevent_enable(phone_.get(), EV_READ | EV_WRITE);
+  timeval tv = edge_.handshake_timeout();
+  evtimer_add(timer_.get(), &tv);
+  // May report a failure through on_phone_event before returning; the edge holds the flow.
+  if (bufferevent_socket_connect_hostname(phone_.get(), dns, AF_UNSPEC, host.c_str(), port) != 0 && !closed_)
+    close("cannot start connecting");
+  return true;
+}
+
+void EdgeFlow::outbound_connected() {
+  if (pending_ssl_) {
+    // TCP is up: hand the socket to an OpenSSL bufferevent for the client handshake. setfd(-1)
+    // detaches it so freeing the plain bufferevent does not close it.
+    evutil_socket_t fd = bufferevent_getfd(phone_.get());
+    set_nodelay(fd);
+    set_keepalive(fd);
+    bufferevent_setfd(phone_.get(), -1);
+    phone_.reset();
+    phone_.reset(bufferevent_openssl_socket_new(edge_.base(), fd, pending_ssl_.get(), BUFFEREVENT_SSL_CONNECTING,
+                                                BEV_OPT_CLOSE_ON_FREE));
+    if (!phone_) {
+      evutil_closesocket(fd);
+      pending_ssl_.reset();
+      return close("cannot start TLS");
+    }
+    pending_ssl_.release();  // owned by the bufferevent now
+    bufferevent_openssl_set_allow_dirty_shutdown(phone_.get(), 1);
+    bufferevent_setcb(phone_.get(), on_phone_read, on_phone_write, on_phone_event, this);
+    bufferevent_enable(phone_.get(), EV_READ | EV_WRITE);
+    return;  // CONNECTED again when the handshake (and the certificate check) succeeded
+  }
+  if (!tls_) {
+    set_nodelay(bufferevent_getfd(phone_.get()));
+    set_keepalive(bufferevent_getfd(phone_.get()));
+  }
+  handshaken_ = true;
+  outbound_addressing();
+  if (edge_.log_limit().allow()) {
+    SSL* ssl = tls_ ? bufferevent_openssl_get_ssl(phone_.get()) : nullptr;
+    log_info("edge.connected").kv("flow", addr_.token).kv("peer", addr_.source).kv("local", addr_.public_sent_by)
+        .kv("version", ssl ? SSL_get_version(ssl) : "tcp").kv("cipher", ssl ? SSL_get_cipher_name(ssl) : "");
+  }
+  maybe_ready();
+}
+
+// Our end of the connection is what the peer sees: the sent-by of our requests' Via.
+void EdgeFlow::outbound_addressing() {
+  evutil_socket_t fd = bufferevent_getfd(phone_.get());
+  sockaddr_storage peer{}, local{};
+  socklen_t plen = sizeof peer, llen = sizeof local;
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &plen) == 0) {
+    std::string text = socket_address_text(reinterpret_cast<sockaddr*>(&peer));
+    size_t colon = text.rfind(':');
+    addr_.peer_ip = text.substr(0, colon);
+    if (addr_.peer_ip.size() > 2 && addr_.peer_ip.front() == '[') addr_.peer_ip = addr_.peer_ip.substr(1, addr_.peer_ip.size() - 2);
+    addr_.peer_port = atoi(text.c_str() + colon + 1);
+    addr_.source = (tls_ ? "tls:" : "tcp:") + text;
+  }
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &llen) == 0)
+    addr_.public_sent_by = socket_address_text(reinterpret_cast<sockaddr*>(&local));
+}
+
+void EdgeFlow::maybe_ready() {
+  if (announced_ || !ready()) return;
+  announced_ = true;
+  if (timer_) evtimer_del(timer_.get());
+  edge_.outbound_ready(id_);
+}
+
+void EdgeFlow::send_ping() {
+  if (ready()) send(phone_.get(), "\r\n\r\n", "peer not reading");
+}
+
 bool EdgeFlow::connect_core(std::string& error) {
   core_.reset(bufferevent_socket_new(edge_.base(), -1, BEV_OPT_CLOSE_ON_FREE));
   sockaddr_in core{};
@@ -136,7 +232,8 @@ void EdgeFlow::close(const char* reason) {
   phone_.reset();
   core_.reset();
   timer_.reset();
-  edge_.flow_closed(id_);
+  pending_ssl_.reset();
+  edge_.flow_closed(id_, reason);
 }
 
 void EdgeFlow::on_phone_read(bufferevent*, void* arg) { static_cast<EdgeFlow*>(arg)->from_phone(); }
@@ -152,9 +249,16 @@ std::string EdgeFlow::phone_error(short what) const {
     if (unsigned long e = bufferevent_get_openssl_error(phone_.get())) {
       char buf[256];
       ERR_error_string_n(e, buf, sizeof buf);
-      return buf;
+      std::string out = buf;
+      // Which check refused the peer's certificate (unknown CA, wrong name, expired...).
+      SSL* ssl = bufferevent_openssl_get_ssl(phone_.get());
+      long verify = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
+      if (verify != X509_V_OK) out += std::string(" (") + X509_verify_cert_error_string(verify) + ")";
+      return out;
     }
   }
+  if (outbound_ && (what & BEV_EVENT_ERROR) && phone_ && bufferevent_socket_get_dns_error(phone_.get()))
+    return std::string("cannot resolve: ") + evutil_gai_strerror(bufferevent_socket_get_dns_error(phone_.get()));
   int err = EVUTIL_SOCKET_ERROR();
   return err ? evutil_socket_error_to_string(err) : "connection error";
 }
@@ -162,6 +266,7 @@ std::string EdgeFlow::phone_error(short what) const {
 void EdgeFlow::on_phone_event(bufferevent*, short what, void* arg) {
   auto* self = static_cast<EdgeFlow*>(arg);
   if (what & BEV_EVENT_CONNECTED) {
+    if (self->outbound_) return self->outbound_connected();
     // The TLS handshake completed.
     self->handshaken_ = true;
     if (log_enabled(LogLevel::debug)) {
@@ -204,6 +309,7 @@ void EdgeFlow::drain_then_close(const char* reason) {
 
 void EdgeFlow::on_timer(evutil_socket_t, short, void* arg) {
   auto* self = static_cast<EdgeFlow*>(arg);
+  if (self->outbound_ && !self->announced_) return self->close(self->handshaken_ ? "core not answering" : "connect timeout");
   self->close(self->handshaken_ ? "incomplete message timeout" : "handshake timeout");
 }
 
@@ -247,7 +353,8 @@ void EdgeFlow::refuse(const char* head, size_t len, int status, const char* reas
 void EdgeFlow::update_timer() {
   if (closed_ || !timer_) return;
   size_t pending = evbuffer_get_length(bufferevent_get_input(phone_.get()));
-  if (handshaken_ && pending == 0 && messages_in_ > 0) {
+  // An outbound flow owes no first message: the peer may just answer our pings.
+  if (handshaken_ && pending == 0 && (messages_in_ > 0 || outbound_)) {
     evtimer_del(timer_.get());
   } else if (!evtimer_pending(timer_.get(), nullptr)) {
     timeval tv = edge_.handshake_timeout();
@@ -326,6 +433,13 @@ void EdgeFlow::from_core() {
     if (f.kind == Frame::Kind::need_more) {
       if (window == max + 4) return close("core message too large");
       break;
+    }
+    if ((f.kind == Frame::Kind::skip || f.kind == Frame::Kind::ping) && !core_ready_) {
+      // Sofia's pong to the ping start_outbound sent: it has the internal connection.
+      evbuffer_drain(in, f.length);
+      core_ready_ = true;
+      maybe_ready();
+      continue;
     }
     if (f.kind == Frame::Kind::skip || f.kind == Frame::Kind::ping) {
       // Sofia's CRLF pong to a ping we never send, or its own keepalive: the phone may need

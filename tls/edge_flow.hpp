@@ -5,6 +5,7 @@
 #pragma once
 
 #include <event2/bufferevent.h>
+#include <event2/dns.h>
 #include <event2/event.h>
 
 #include <cstdint>
@@ -39,6 +40,17 @@ class EdgeFlow {
   // has been released and the reason is in `error`.
   bool start(evutil_socket_t fd, SslPtr ssl, std::string& error);
 
+  // Outbound (a trunk, tls/trunk_links.hpp): connects to host:port — resolved through `dns`,
+  // or the system resolver when null — then runs the TLS handshake as a client when `ssl` is
+  // given. The flow is ready() once the peer is connected (and verified) and Sofia has seen
+  // the internal connection; the edge is told (StreamEdge::outbound_ready). On false
+  // everything given has been released and the reason is in `error`.
+  bool start_outbound(const std::string& host, int port, SslPtr ssl, evdns_base* dns, std::string& error);
+  bool ready() const { return usable() && handshaken_ && core_ready_; }
+  bool outbound() const { return outbound_; }
+  // RFC 5626 §4.4.1: a CRLFCRLF ping keeps an outbound connection (and NATs on its path) alive.
+  void send_ping();
+
   // Closes both connections at once; idempotent. The edge frees the object later, so this is
   // safe from inside the flow's own callbacks.
   void close(const char* reason);
@@ -61,6 +73,9 @@ class EdgeFlow {
   static void on_timer(evutil_socket_t, short, void* arg);
 
   bool connect_core(std::string& error);
+  void outbound_connected();
+  void outbound_addressing();
+  void maybe_ready();
   void from_phone();
   void from_core();
   void refuse(const char* head, size_t len, int status, const char* reason);
@@ -78,6 +93,10 @@ class EdgeFlow {
   bool handshaken_ = false;
   bool closed_ = false;
   bool draining_ = false;  // an error answer is on its way out; close when it is written
+  bool outbound_ = false;  // we connected to the peer (a trunk), not the other way round
+  bool core_ready_ = true;  // outbound: Sofia has answered our ping on the internal connection
+  bool announced_ = false;  // outbound: the edge has been told the flow is ready
+  SslPtr pending_ssl_;     // outbound TLS: the handshake starts once TCP is connected
   const char* draining_reason_ = "";
   int64_t opened_ms_ = 0;
   uint64_t messages_in_ = 0, messages_out_ = 0;

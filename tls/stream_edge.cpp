@@ -11,9 +11,7 @@
 
 namespace relais {
 
-namespace {
-
-std::string address_text(const sockaddr* sa) {
+std::string socket_address_text(const sockaddr* sa) {
   char ip[INET6_ADDRSTRLEN] = "";
   int port = 0;
   if (sa->sa_family == AF_INET6) {
@@ -29,8 +27,6 @@ std::string address_text(const sockaddr* sa) {
   if (host.find(':') != std::string::npos) host = "[" + host + "]";
   return host + ":" + std::to_string(port);
 }
-
-}  // namespace
 
 StreamEdge::StreamEdge(event_base* base, const Config& cfg, int core_port)
     : base_(base),
@@ -56,6 +52,7 @@ StreamEdge::~StreamEdge() {
   for (auto& [id, flow] : flows) flow->close("shutdown");
   flows.clear();
   closed_.clear();
+  dns_.reset();  // after the flows: a connecting one may still hold a DNS request
 }
 
 bool StreamEdge::start(std::string& error) {
@@ -141,7 +138,7 @@ void StreamEdge::on_accept(evconnlistener*, evutil_socket_t fd, sockaddr* peer, 
 
 void StreamEdge::accept(Listener& listener, evutil_socket_t fd, const sockaddr* peer) {
   bool tls = listener.address.proto == "tls";
-  std::string peer_text = address_text(peer);
+  std::string peer_text = socket_address_text(peer);
   if (flows_.size() >= max_connections_) {
     ++stats_.refused;
     if (log_limit_.allow())
@@ -164,7 +161,7 @@ void StreamEdge::accept(Listener& listener, evutil_socket_t fd, const sockaddr* 
   sockaddr_storage local{};
   socklen_t len = sizeof local;
   a.public_sent_by = getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) == 0
-                         ? address_text(reinterpret_cast<sockaddr*>(&local))
+                         ? socket_address_text(reinterpret_cast<sockaddr*>(&local))
                          : listener.address.host + ":" + std::to_string(listener.address.port);
   SslPtr ssl;
   if (tls) {
@@ -187,12 +184,45 @@ void StreamEdge::accept(Listener& listener, evutil_socket_t fd, const sockaddr* 
   flows_.emplace(id, std::move(flow));
 }
 
-void StreamEdge::flow_closed(uint64_t id) {
+void StreamEdge::flow_closed(uint64_t id, const char* reason) {
   auto it = flows_.find(id);
   if (it == flows_.end()) return;
+  bool outbound = it->second->outbound();
   closed_.push_back(std::move(it->second));
   flows_.erase(it);
   if (reaper_) event_active(reaper_.get(), EV_TIMEOUT, 0);
+  if (outbound && outbound_observer_) outbound_observer_(id, false, reason);
+}
+
+void StreamEdge::outbound_ready(uint64_t id) {
+  if (outbound_observer_) outbound_observer_(id, true, "");
+}
+
+EdgeFlow* StreamEdge::flow(uint64_t id) const {
+  auto it = flows_.find(id);
+  return it == flows_.end() || it->second->closed() ? nullptr : it->second.get();
+}
+
+uint64_t StreamEdge::connect_out(const std::string& host, int port, SslPtr ssl, std::string& error) {
+  if (!dns_) {
+    // Async resolution on our loop; without a resolver config, libevent falls back to the
+    // system's blocking getaddrinfo (null base), which is fine for address literals.
+    dns_.reset(evdns_base_new(base_, EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE));
+  }
+  uint64_t id = next_id_++;
+  FlowAddressing a;
+  a.token = token_of(id);
+  a.core_sent_by = "127.0.0.1:" + std::to_string(core_port_);
+  a.peer_ip = host;
+  a.peer_port = port;
+  auto owned = std::make_unique<EdgeFlow>(*this, id, std::move(a));
+  EdgeFlow* flow = owned.get();
+  flows_.emplace(id, std::move(owned));
+  if (!flow->start_outbound(host, port, std::move(ssl), dns_.get(), error)) {
+    flows_.erase(id);
+    return 0;
+  }
+  return id;
 }
 
 void StreamEdge::on_reap(evutil_socket_t, short, void* arg) { static_cast<StreamEdge*>(arg)->closed_.clear(); }

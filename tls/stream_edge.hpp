@@ -5,9 +5,11 @@
 // certificates, set a minimum version or a cipher list (docs/decisions.md).
 #pragma once
 
+#include <event2/dns.h>
 #include <event2/listener.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -20,6 +22,14 @@
 #include "tls_context.hpp"
 
 namespace relais {
+
+// "203.0.113.5:5061", "[2001:db8::1]:5061".
+std::string socket_address_text(const sockaddr* sa);
+
+struct DnsBaseDeleter {
+  void operator()(evdns_base* dns) const { evdns_base_free(dns, 1); }
+};
+using DnsBasePtr = std::unique_ptr<evdns_base, DnsBaseDeleter>;
 
 struct ListenerDeleter {
   void operator()(evconnlistener* l) const { evconnlistener_free(l); }
@@ -49,6 +59,16 @@ class StreamEdge {
 
   EdgeCounters counters() const;
 
+  // Outbound flows (trunks, tls/trunk_links.hpp). connect_out opens one to host:port, over TLS
+  // when `ssl` is given (a client SSL with its peer checks set), and returns its id, or 0 with
+  // `error`. The observer hears when a flow it opened is ready to carry requests and when it
+  // closes (possibly before connect_out returns: check flow(id)).
+  using OutboundObserver = std::function<void(uint64_t id, bool ready, const std::string& reason)>;
+  void set_outbound_observer(OutboundObserver observer) { outbound_observer_ = std::move(observer); }
+  uint64_t connect_out(const std::string& host, int port, SslPtr ssl, std::string& error);
+  EdgeFlow* flow(uint64_t id) const;  // a flow that has not closed, or null
+  const TlsSettings& tls_settings() const { return tls_settings_; }
+
   // --- for EdgeFlow
   event_base* base() const { return base_; }
   size_t max_message_size() const { return max_message_size_; }
@@ -56,7 +76,8 @@ class StreamEdge {
   int core_port() const { return core_port_; }
   EdgeCounters& stats() { return stats_; }
   LogRateLimit& log_limit() { return log_limit_; }
-  void flow_closed(uint64_t id);
+  void flow_closed(uint64_t id, const char* reason);
+  void outbound_ready(uint64_t id);
 
  private:
   struct Listener {
@@ -89,6 +110,8 @@ class StreamEdge {
   uint32_t generation_ = 0;  // random per process: a token stored before a restart never matches
   EdgeCounters stats_;
   LogRateLimit log_limit_{50};
+  OutboundObserver outbound_observer_;
+  DnsBasePtr dns_;  // created with the first outbound flow; freed after every flow
 };
 
 }  // namespace relais

@@ -1,8 +1,10 @@
 // tls_context.cpp — building the edge's SSL_CTX with OpenSSL 3.
 #include "tls_context.hpp"
 
+#include <arpa/inet.h>
 #include <openssl/err.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 namespace relais {
 
@@ -53,6 +55,48 @@ SslCtxPtr make_server_context(const TlsSettings& s, std::string& error) {
   static const unsigned char kSessionId[] = "relais-edge";
   SSL_CTX_set_session_id_context(ctx.get(), kSessionId, sizeof kSessionId - 1);
   return ctx;
+}
+
+SslCtxPtr make_client_context(const TlsSettings& policy, const TrunkTls& trunk, std::string& error) {
+  ERR_clear_error();
+  SslCtxPtr ctx(SSL_CTX_new(TLS_client_method()));
+  auto fail = [&](const std::string& what) {
+    error = what + ": " + openssl_error_text();
+    return SslCtxPtr();
+  };
+  if (!ctx) return fail("SSL_CTX_new");
+  int min = policy.min_version == "1.3" ? TLS1_3_VERSION : TLS1_2_VERSION;
+  if (!SSL_CTX_set_min_proto_version(ctx.get(), min)) return fail("tls.min_version");
+  if (!SSL_CTX_set_cipher_list(ctx.get(), policy.ciphers.c_str())) return fail("tls.ciphers '" + policy.ciphers + "'");
+  if (!policy.ciphersuites.empty() && !SSL_CTX_set_ciphersuites(ctx.get(), policy.ciphersuites.c_str()))
+    return fail("tls.ciphersuites '" + policy.ciphersuites + "'");
+  SSL_CTX_set_options(ctx.get(), SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+  SSL_CTX_set_mode(ctx.get(), SSL_MODE_RELEASE_BUFFERS);
+  if (!trunk.certificate.empty()) {
+    if (SSL_CTX_use_certificate_chain_file(ctx.get(), trunk.certificate.c_str()) != 1)
+      return fail("certificate " + trunk.certificate);
+    if (SSL_CTX_use_PrivateKey_file(ctx.get(), trunk.private_key.c_str(), SSL_FILETYPE_PEM) != 1)
+      return fail("private_key " + trunk.private_key);
+    if (SSL_CTX_check_private_key(ctx.get()) != 1) return fail("private_key does not match certificate");
+  }
+  if (!trunk.ca.empty()) {
+    if (SSL_CTX_load_verify_locations(ctx.get(), trunk.ca.c_str(), nullptr) != 1) return fail("ca " + trunk.ca);
+  } else if (SSL_CTX_set_default_verify_paths(ctx.get()) != 1) {
+    return fail("system CA store");
+  }
+  SSL_CTX_set_verify(ctx.get(), trunk.verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, nullptr);
+  return ctx;
+}
+
+bool expect_peer(SSL* ssl, const std::string& name, bool verify) {
+  unsigned char ip[16];
+  bool literal = inet_pton(AF_INET, name.c_str(), ip) == 1 || inet_pton(AF_INET6, name.c_str(), ip) == 1;
+  // RFC 6066: SNI carries host names only, never address literals.
+  if (!literal && SSL_set_tlsext_host_name(ssl, name.c_str()) != 1) return false;
+  if (!verify) return true;
+  if (literal) return X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name.c_str()) == 1;
+  SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+  return SSL_set1_host(ssl, name.c_str()) == 1;
 }
 
 std::string certificate_summary(SSL_CTX* ctx) {

@@ -26,6 +26,15 @@ using SslPtr = std::unique_ptr<SSL, SslDeleter>;
 // the file concerned).
 SslCtxPtr make_server_context(const TlsSettings& settings, std::string& error);
 
+// A client context for a trunk: the same version/cipher policy as the server side, the
+// operator's certificate verified against `trunk.ca` (or the system CAs), our client
+// certificate when configured. Per connection, expect_peer() adds the name check and SNI.
+SslCtxPtr make_client_context(const TlsSettings& policy, const TrunkTls& trunk, std::string& error);
+
+// Sets up `ssl` (from a client context) to require `name` in the peer's certificate (a DNS
+// name, or an IP address literal) and to send it as SNI when it is a name.
+bool expect_peer(SSL* ssl, const std::string& name, bool verify);
+
 // The subject and serial of the certificate a context presents, for log lines.
 std::string certificate_summary(SSL_CTX* ctx);
 

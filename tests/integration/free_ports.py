@@ -90,3 +90,16 @@ def udp_port_bound(port, host="127.0.0.1"):
     except OSError:
         pass
     return False
+
+
+def tcp_port_open(port, host="127.0.0.1"):
+    """True when something accepts TCP connections on host:port (one connect, closed at once)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(1)
+    try:
+        s.connect((host, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()

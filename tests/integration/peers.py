@@ -118,7 +118,7 @@ class Kamailio(LogBuffer):
     must be filled. Its stderr is kept (log_lines, wait_log) and written to kamailio.log."""
 
     def __init__(self, template, values=None, name="kamailio", host="127.0.0.1", port=None,
-                 shm_mb=64, ready_timeout=10):
+                 shm_mb=64, ready_timeout=10, defines=()):
         require_tool("kamailio")
         self.name = name
         self.host = host
@@ -129,6 +129,8 @@ class Kamailio(LogBuffer):
         self.log_path = os.path.join(self.workdir, "kamailio.log")
         self.shm_mb = shm_mb
         self.ready_timeout = ready_timeout
+        # Preprocessor symbols (-A NAME) for the template's #!ifdef blocks.
+        self.defines = [a for d in defines for a in ("-A", d)]
         self.proc = None
         self._lines = []
         self._lock = threading.Lock()
@@ -148,10 +150,10 @@ class Kamailio(LogBuffer):
     def argv(self):
         return ["kamailio", "-f", self.cfg_path, "-DD", "-E", "-Y", self.workdir,
                 "-w", self.workdir, "-P", os.path.join(self.workdir, "kamailio.pid"),
-                "-m", str(self.shm_mb), "-M", "8"]
+                "-m", str(self.shm_mb), "-M", "8"] + self.defines
 
     def start(self):
-        check = subprocess.run(["kamailio", "-c", "-f", self.cfg_path, "-Y", self.workdir],
+        check = subprocess.run(["kamailio", "-c", "-f", self.cfg_path, "-Y", self.workdir] + self.defines,
                                stdin=subprocess.DEVNULL, capture_output=True, timeout=20)
         if check.returncode != 0:
             fail("kamailio -c refused %s:\n%s" % (self.cfg_path, check.stderr.decode(

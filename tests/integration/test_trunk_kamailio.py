@@ -92,6 +92,7 @@ def test(checks):
         "DOMAIN": OP_DOMAIN, "USER": TRUNK_USER, "PASSWORD": TRUNK_PASSWORD,
         "TRUNK_AOR": "sip:%s@%s" % (TRUNK_USER, OP_DOMAIN),
         "PSTN": "127.0.0.1:%d" % pstn_port, "AUTH_SECRET": "operator-" + h.SECRET,
+        "TLS_PORT": 0, "TLS_CFG": "unused",  # only with -A WITH_TLS (test_trunk_tls.py)
     }, name="operator", host=OP_IP, port=kport)
     relais = h.Relais(name="trunk", config={
         "calls": CALLS,

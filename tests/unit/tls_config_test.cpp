@@ -68,3 +68,59 @@ TEST_CASE("a TLS context is not built from missing files or a cipher list OpenSS
   CHECK_FALSE(ctx.load(s, error));
   CHECK(ctx.get() == nullptr);
 }
+
+TEST_CASE("a trunk reached over TLS: transport, default port and its tls table") {
+  Config cfg;
+  CHECK(load_error("return { trunks = { op = { proxy = 'sips:sbc.operator.example', "
+                   "tls = { ca = 'op-ca.pem', certificate = 'me.pem', private_key = 'me.key', server_name = 'sbc' } },"
+                   " plain = { proxy = 'sip:192.0.2.1' }, tcp = { proxy = 'sip:[2001:db8::1]:5070;transport=tcp' },"
+                   " t = { proxy = 'sip:192.0.2.2:5071;transport=TLS' } } }", &cfg) == "");
+  const TrunkConfig& op = cfg.trunks.at("op");
+  CHECK(op.tls);
+  CHECK(op.host == "sbc.operator.example");
+  CHECK(op.port == 5061);
+  CHECK(op.tls_options.ca == "op-ca.pem");
+  CHECK(op.tls_options.certificate == "me.pem");
+  CHECK(op.tls_options.server_name == "sbc");
+  CHECK(op.tls_options.verify);
+  CHECK_FALSE(cfg.trunks.at("plain").tls);
+  CHECK(cfg.trunks.at("plain").port == 5060);
+  CHECK_FALSE(cfg.trunks.at("tcp").tls);
+  CHECK(cfg.trunks.at("tcp").host == "2001:db8::1");
+  CHECK(cfg.trunks.at("tcp").port == 5070);
+  CHECK(cfg.trunks.at("t").tls);
+  CHECK(cfg.trunks.at("t").port == 5071);
+}
+
+TEST_CASE("trunk tls settings that cannot work are refused at load") {
+  CHECK(load_error("return { trunks = { op = { proxy = 'sip:192.0.2.1', tls = { ca = 'x' } } } }")
+            .find("trunks.op.tls") != std::string::npos);
+  CHECK(load_error("return { trunks = { op = { proxy = 'sips:192.0.2.1', tls = { certificate = 'me.pem' } } } }")
+            .find("trunks.op.tls.private_key") != std::string::npos);
+  CHECK(load_error("return { trunks = { op = { proxy = 'sips:192.0.2.1', tls = { verify = 'maybe' } } } }")
+            .find("trunks.op.tls.verify") != std::string::npos);
+}
+
+TEST_CASE("a trunk's client context refuses missing files and checks the peer's name") {
+  TlsSettings policy;
+  TrunkTls t;
+  std::string error;
+  t.ca = "/nonexistent/ca.pem";
+  CHECK_FALSE(make_client_context(policy, t, error));
+  CHECK(error.find("/nonexistent/ca.pem") != std::string::npos);
+  t = {};
+  t.certificate = "/nonexistent/me.pem";
+  t.private_key = "/nonexistent/me.key";
+  CHECK_FALSE(make_client_context(policy, t, error));
+  t = {};
+  SslCtxPtr ctx = make_client_context(policy, t, error);  // system CAs
+  REQUIRE(ctx);
+  CHECK(SSL_CTX_get_min_proto_version(ctx.get()) == TLS1_2_VERSION);
+  CHECK(SSL_CTX_get_verify_mode(ctx.get()) == SSL_VERIFY_PEER);
+  SslPtr ssl(SSL_new(ctx.get()));
+  CHECK(expect_peer(ssl.get(), "sbc.operator.example", true));
+  CHECK(std::string(SSL_get_servername(ssl.get(), TLSEXT_NAMETYPE_host_name)) == "sbc.operator.example");
+  SslPtr by_ip(SSL_new(ctx.get()));
+  CHECK(expect_peer(by_ip.get(), "192.0.2.1", true));
+  CHECK(SSL_get_servername(by_ip.get(), TLSEXT_NAMETYPE_host_name) == nullptr);  // no SNI for an address
+}
