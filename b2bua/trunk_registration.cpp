@@ -7,6 +7,7 @@
 #include <sofia-sip/su_alloc.h>
 
 #include <algorithm>
+#include <memory>
 
 #include "call_engine.hpp"
 #include "digest_client.hpp"
@@ -79,7 +80,8 @@ int TrunkRegistration::on_response(nta_outgoing_magic_t* magic, nta_outgoing_t*,
 void TrunkRegistration::response(const sip_t* sip) {
   int status = sip && sip->sip_status ? static_cast<int>(sip->sip_status->st_status) : 408;
   if (status < 200) return;
-  nta_outgoing_destroy(pending_);
+  // `sip` lives in the transaction's memory: destroy it only once we are done reading.
+  std::unique_ptr<nta_outgoing_t, decltype(&nta_outgoing_destroy)> done(pending_, nta_outgoing_destroy);
   pending_ = nullptr;
   if ((status == 401 || status == 407) && !authenticated_attempt_) {
     const msg_auth_t* challenge = status == 401 ? sip->sip_www_authenticate : sip->sip_proxy_authenticate;
