@@ -2,14 +2,10 @@
 // resumption, and the default route when the script has no on_invite.
 #include "call_engine.hpp"
 
-#include <arpa/inet.h>
 #include <event2/event.h>
-#include <netinet/in.h>
 #include <sofia-sip/sip_header.h>
 #include <sofia-sip/sip_status.h>
 #include <strings.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <lua.hpp>
 
@@ -17,6 +13,7 @@
 
 #include "event_loop.hpp"
 #include "log.hpp"
+#include "local_contact.hpp"
 #include "sip_stack.hpp"
 #include "srtp_policy.hpp"
 
@@ -26,39 +23,6 @@ namespace {
 
 int64_t unix_now() { return static_cast<int64_t>(time(nullptr)); }
 
-// The local address the kernel would use to reach `peer` (no packet is sent).
-std::string local_address_toward(const std::string& peer, bool ipv6) {
-  int fd = socket(ipv6 ? AF_INET6 : AF_INET, SOCK_DGRAM, 0);
-  if (fd < 0) return {};
-  std::string out;
-  sockaddr_storage ss{};
-  socklen_t len = 0;
-  if (ipv6) {
-    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
-    a->sin6_family = AF_INET6;
-    a->sin6_port = htons(5060);
-    if (inet_pton(AF_INET6, peer.c_str(), &a->sin6_addr) == 1) len = sizeof *a;
-  } else {
-    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
-    a->sin_family = AF_INET;
-    a->sin_port = htons(5060);
-    if (inet_pton(AF_INET, peer.c_str(), &a->sin_addr) == 1) len = sizeof *a;
-  }
-  if (len && connect(fd, reinterpret_cast<sockaddr*>(&ss), len) == 0) {
-    sockaddr_storage local{};
-    socklen_t llen = sizeof local;
-    char text[INET6_ADDRSTRLEN] = {0};
-    if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &llen) == 0) {
-      if (ipv6)
-        inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&local)->sin6_addr, text, sizeof text);
-      else
-        inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&local)->sin_addr, text, sizeof text);
-      out = text;
-    }
-  }
-  close(fd);
-  return out;
-}
 
 struct Deferred {
   CallEngine* engine;
@@ -142,26 +106,7 @@ const TrunkConfig* CallEngine::trunk(const std::string& name) const {
 }
 
 std::string CallEngine::contact_toward(const std::string& transport, const char* peer_host, const std::string& user) const {
-  std::string peer = peer_host ? peer_host : "";
-  if (peer.size() > 2 && peer.front() == '[') peer = peer.substr(1, peer.size() - 2);
-  bool v6 = peer.find(':') != std::string::npos;
-  const ListenAddress* pick = nullptr;
-  for (const ListenAddress& a : stack_.listening()) {
-    if (a.proto != transport || a.ipv6() != v6) continue;
-    pick = &a;
-    break;
-  }
-  if (!pick && !stack_.listening().empty()) pick = &stack_.listening().front();
-  if (!pick) return {};
-  std::string host = pick->host;
-  if (host == "0.0.0.0" || host == "::") {
-    host = local_address_toward(peer, pick->ipv6());
-    if (host.empty()) host = pick->ipv6() ? "::1" : "127.0.0.1";
-  }
-  if (host.find(':') != std::string::npos) host = "[" + host + "]";
-  std::string contact = "<sip:" + user + "@" + host + ":" + std::to_string(pick->port);
-  if (pick->proto != "udp") contact += ";transport=" + pick->proto;
-  return contact + ">";
+  return local_contact(stack_.listening(), transport, peer_host ? peer_host : "", user);
 }
 
 std::string CallEngine::normalize_aor(const std::string& aor_or_user) const {

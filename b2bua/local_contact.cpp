@@ -73,7 +73,7 @@ std::string local_contact(const std::vector<ListenAddress>& listening, const std
   }
   if (host.find(':') != std::string::npos) host = "[" + host + "]";
   std::string contact = "<sip:" + user + "@" + host + ":" + std::to_string(pick->port);
-  if (pick->proto == "tcp") contact += ";transport=tcp";
+  if (pick->proto != "udp") contact += ";transport=" + pick->proto;
   return contact + ">";
 }
 

@@ -10,7 +10,7 @@
 
 namespace relais {
 
-// `transport` is "udp" or "tcp"; `peer_host` an IP literal (brackets allowed) or empty/unknown,
+// `transport` is "udp", "tcp" or "tls"; `peer_host` an IP literal (brackets allowed) or empty/unknown,
 // in which case the loopback address of the family stands in. Returns "<sip:user@host:port...>",
 // or empty when relais listens nowhere.
 std::string local_contact(const std::vector<ListenAddress>& listening, const std::string& transport,
