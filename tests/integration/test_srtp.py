@@ -5,15 +5,19 @@
     (+10/+4/+16 bytes of tag, payload not the plaintext) on the SRTP side, per suite; SRTCP the
     same; tampered, replayed and forged packets are dropped, counted and never latched on; SRTP on
     both sides with separate keys; a prompt played to and a recording made from an SRTP side.
-(b) baresip with mediaenc=srtp-mand registers and calls a plain-RTP sipp UAS (-rtp_echo) through
-    relais + relais-media: a capture shows SRTP on the phone leg (UDP length 182, payload not
-    the phone's 440 Hz) and plain RTP on the sipp leg (payload decodes to ~440 Hz); baresip's
-    received audio is not silent.
+(b) baresip with mediaenc=srtp-mand registers over TLS (relais's tls.listen, dev certificates
+    from tls/make-dev-certs.sh) and calls a plain-RTP sipp UAS (-rtp_echo) through relais +
+    relais-media: baresip and relais's log show the REGISTER and the INVITE on the TLS
+    connection and a capture shows no SIP over UDP but the trunk leg to sipp; the phone leg is
+    SRTP (182-byte RTP payloads = 172 + the 10-byte tag, payload not the phone's 440 Hz), the
+    sipp leg plain RTP (172 bytes, decodes to ~440 Hz); baresip's received audio is sipp's
+    echo of its 440 Hz tone.
 (c) a user whose policy is srtp = "mandatory" offering plain RTP gets 488; srtp = "never"
     on a trunk gives it plain RTP.
 """
 
 import os
+import re
 import socket
 import struct
 import sys
@@ -314,9 +318,10 @@ end
 
 
 class SrtpPhone:
-    """A baresip phone (test_call_baresip.Phone) with the srtp module and a mediaenc policy."""
+    """A baresip phone (test_call_baresip.Phone) with the srtp module and a mediaenc policy;
+    tls=(port, cafile) registers it over TLS to relais's edge instead of UDP."""
 
-    def __init__(self, name, user, relais, freq, mediaenc):
+    def __init__(self, name, user, relais, freq, mediaenc, tls=None):
         from test_call_baresip import Phone
         self.phone = Phone(name, user, relais, freq)
         cfg = os.path.join(self.phone.dir, "config")
@@ -326,6 +331,12 @@ class SrtpPhone:
         self.rtp_ports = range(int(rtp.split("-")[0]), int(rtp.split("-")[1]) + 1)
         acc = os.path.join(self.phone.dir, "accounts")
         line = open(acc).read().strip()
+        if tls:
+            udp_aor = "@127.0.0.1:%d;transport=udp>" % relais.port
+            if udp_aor not in line:
+                h.fail("unexpected baresip account line %r" % line)
+            line = line.replace(udp_aor, "@127.0.0.1:%d;transport=tls>" % tls[0])
+            lines.append("sip_cafile\t\t%s" % tls[1])
         if mediaenc:
             line += ";mediaenc=" + mediaenc
         h.write_baresip_files(self.phone.dir, lines, line)
@@ -334,14 +345,11 @@ class SrtpPhone:
         return getattr(self.phone, name)
 
 
-def g711_tone(payloads):
-    """(dominant frequency, share of the signal's energy at 440 Hz) of µ-law payloads (RTP
-    header stripped). A 440 Hz tone puts ~100 % of its energy there, noise (ciphertext) ~0 %."""
+def tone_440(samples):
+    """(dominant frequency, share of the signal's energy at 440 Hz) of 8 kHz samples. A 440 Hz
+    tone puts ~100 % of its energy there, noise (ciphertext) ~0 %."""
     import math
     from media_tools import dominant_frequency
-    samples = []
-    for p in payloads:
-        samples += h.ulaw_decode(p[12:172])
     samples = samples[:4000]
     if not samples:
         return 0, 0.0
@@ -354,33 +362,83 @@ def g711_tone(payloads):
     return dominant_frequency(samples, lo=200, hi=1200, step=10), power / energy
 
 
-def check_baresip_srtp_call(relais, uas_port):
+def g711_tone(payloads):
+    """tone_440 of µ-law payloads (RTP header stripped)."""
+    samples = []
+    for p in payloads:
+        samples += h.ulaw_decode(p[12:172])
+    return tone_440(samples)
+
+
+def wav_samples(path):
+    """The 16-bit samples of a baresip dump (read raw when its header was never finalised)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    pcm = data[44:] if data[:4] == b"RIFF" else data
+    n = len(pcm) // 2
+    return list(struct.unpack("<%dh" % n, pcm[:2 * n]))
+
+
+def check_baresip_srtp_tls_call(relais, uas_port, tls):
+    """baresip registered over TLS with mediaenc=srtp-mand calls the plain-RTP sipp trunk."""
     from media_tools import Capture
     from test_call_baresip import wav_stats
+    tls_port, _cafile = tls
     callee_mp = h.free_media_port()
-    alice = SrtpPhone("alice-srtp", "101", relais, 440, "srtp-mand")
+    alice = SrtpPhone("alice-srtp", "101", relais, 440, "srtp-mand", tls=tls)
+    # Captured from before baresip starts: its RTP range, sipp's media port, and UDP SIP on both
+    # baresip's own port and relais's (where the trunk leg to sipp runs), so a REGISTER or INVITE
+    # over UDP would show.
+    sip_ports = (alice.sip_port, relais.port)
+    cap = Capture(list(alice.rtp_ports) + [callee_mp] + list(sip_ports), seconds=45)
+    mark = relais.log_mark()
     with alice.phone:
-        h.wait_until(lambda: alice.registered_line(), timeout=10, what="baresip (srtp-mand) registered")
+        try:
+            line = h.wait_until(lambda: alice.registered_line(), timeout=10, what="baresip (TLS, srtp-mand) registered")
+        except AssertionError:
+            h.fail("baresip did not register over TLS; its log:\n%s\nrelais:\n%s" % (
+                alice.log_text()[-3000:], "\n".join(relais.log_since(mark)[-20:])))
+        if "/TLS/" not in line:
+            h.fail("baresip registered, but not over TLS: %s" % line.strip())
+        reg = relais.wait_log("event=register.ok aor=101@", since=mark, timeout=5)
+        m = re.search(r"src=tls:127\.0\.0\.1:(\d+)", reg)
+        if not m:
+            h.fail("relais did not get alice's REGISTER over TLS: %s" % reg)
+        flow_port = int(m.group(1))
+        h.log("baresip: %s; relais: REGISTER from tls:127.0.0.1:%d" % (line.strip(), flow_port))
         alice.connect()
-        cap = Capture(list(alice.rtp_ports) + [callee_mp], seconds=40)
         uas = h.start_sipp(None, os.path.join(h.SCENARIOS, "call_uas_answer.xml"),
                            ["-i", "127.0.0.1", "-p", str(uas_port), "-mp", str(callee_mp), "-rtp_echo", "-m", "1"],
                            timeout=30, port=uas_port).wait_ready()
-        mark = relais.log_mark()
-        alice.command("dial", "sip:5550100@127.0.0.1:%d" % relais.port)
+        call_mark = relais.log_mark()
+        alice.command("dial", "sip:5550100@127.0.0.1:%d;transport=tls" % tls_port)
         if not alice.wait_event("CALL_ESTABLISHED", 10):
             h.fail("SRTP call not established (events %s)\nrelais:\n%s\nbaresip:\n%s" % (
-                alice.event_types(), "\n".join(relais.log_since(mark)[-30:]), alice.log_text()[-3000:]))
+                alice.event_types(), "\n".join(relais.log_since(call_mark)[-30:]), alice.log_text()[-3000:]))
+        start = relais.wait_log("event=call.start", since=call_mark, timeout=2)
+        if "src=tls:127.0.0.1:%d " % flow_port not in start + " ":
+            h.fail("the INVITE did not arrive over alice's TLS connection (port %d): %s" % (flow_port, start))
         time.sleep(CALL_SECONDS)
         alice.command("hangup")
         alice.wait_event("CALL_CLOSED", 5)
         packets = cap.packets()
         uas.wait()
+    # Signalling: nothing from or to baresip over UDP; on relais's UDP port only the trunk leg.
+    sip = [(src, dst, p) for _, src, dst, p in packets if src in sip_ports or dst in sip_ports]
+    stray = [(src, dst, p[:40]) for src, dst, p in sip
+             if alice.sip_port in (src, dst) or not {src, dst} == {relais.port, uas_port}]
+    if stray:
+        h.fail("SIP over UDP besides the sipp trunk leg (baresip must use TLS only): %s" % stray[:5])
+    trunk = [p.split(b" ", 1)[0].decode("ascii", "replace") for src, dst, p in sip if dst == uas_port]
+    if "INVITE" not in trunk:
+        h.fail("the capture did not see the trunk INVITE over UDP (saw %s)" % trunk)
+    h.log("UDP SIP: %d packets, all relais<->sipp (%s); none from baresip" % (len(sip), " ".join(trunk)))
     flows = {}
-    for _, src, dst, _p in packets:
+    for src, dst, _p in ((src, dst, p) for _, src, dst, p in packets):
         flows[(src, dst)] = flows.get((src, dst), 0) + 1
     # RTP only (version 2, not RTCP's 192-223 second byte): the phone's RTCP shares the range.
-    packets = [(src, dst, p) for _, src, dst, p in packets if len(p) >= 12 and p[0] >> 6 == 2 and not 192 <= p[1] <= 223]
+    packets = [(src, dst, p) for _, src, dst, p in packets if src not in sip_ports and dst not in sip_ports
+               and len(p) >= 12 and p[0] >> 6 == 2 and not 192 <= p[1] <= 223]
     phone_out = [p for src, dst, p in packets if src in alice.rtp_ports]
     phone_in = [p for src, dst, p in packets if dst in alice.rtp_ports]
     sipp_in = [p for src, dst, p in packets if dst == callee_mp]
@@ -393,15 +451,16 @@ def check_baresip_srtp_call(relais, uas_port):
             h.fail("%s: only %d packets in a %d s call; flows %s (phone RTP ports %d-%d)\nbaresip:\n%s" % (
                 what, len(pkts), CALL_SECONDS, sorted(flows.items()), alice.rtp_ports[0], alice.rtp_ports[-1],
                 alice.log_text()[-2500:]))
-    # Phone leg: SRTP. 172 bytes of G.711 + the suite's tag; the payload is not the tone.
+    # Phone leg: SRTP with AES_CM_128_HMAC_SHA1_80 (baresip offers it first): 12 + 160 bytes of
+    # G.711 + a 10-byte tag; the payload is not the tone.
     for what, pkts in (("phone→relay", phone_out), ("relay→phone", phone_in)):
         sizes = sorted({len(p) for p in pkts})
-        if not all(n in (176, 182, 188) for n in sizes):
-            h.fail("%s: packet sizes %s, expected 172 + an SRTP tag" % (what, sizes))
+        if sizes != [182]:
+            h.fail("%s: packet sizes %s, expected 182 (172 + the 10-byte SRTP tag)" % (what, sizes))
         f, share = g711_tone(pkts[10:60])
         if share > 0.1:
             h.fail("%s: %.0f %% of the payload's energy is at 440 Hz: plaintext on the SRTP leg" % (what, 100 * share))
-        h.log("%s: sizes %s, payload as G.711: %.1f %% at 440 Hz, strongest %d Hz (noise)" % (
+        h.log("%s: SRTP, UDP payload %s bytes; as G.711: %.1f %% at 440 Hz, strongest %d Hz (noise)" % (
             what, sizes, 100 * share, f))
     # Operator leg: plain RTP carrying the phone's 440 Hz.
     for what, pkts in (("relay→sipp", sipp_in), ("sipp→relay", sipp_out)):
@@ -410,15 +469,21 @@ def check_baresip_srtp_call(relais, uas_port):
         if sizes != [172] or abs(f - 440) > 15 or share < 0.5:
             h.fail("%s: sizes %s, tone %d Hz (%.0f %% at 440); expected plain 172-byte RTP of 440 Hz" % (
                 what, sizes, f, 100 * share))
-        h.log("%s: plain RTP, %d Hz, %.0f %% of the energy at 440 Hz" % (what, f, 100 * share))
+        h.log("%s: plain RTP, UDP payload %s bytes, %d Hz, %.0f %% of the energy at 440 Hz" % (
+            what, sizes, f, 100 * share))
+    # Audio back to the phone: sipp echoes what it gets, so baresip hears its own 440 Hz after
+    # SRTP→RTP→echo→RTP→SRTP.
     time.sleep(0.5)
     dumps = alice.dumps()
     if not dumps:
         h.fail("baresip wrote no received-audio dump")
     seconds, rms = wav_stats(dumps[-1])
-    h.log("baresip received %.2f s of audio, rms %.0f" % (seconds, rms))
-    if seconds < 1.0 or rms < 500:
-        h.fail("baresip received %.2f s, rms %.0f: no audio back over SRTP" % (seconds, rms))
+    f, share = tone_440(wav_samples(dumps[-1])[4000:])
+    h.log("baresip received %.2f s of audio, rms %.0f, %d Hz (%.0f %% of the energy at 440 Hz)" % (
+        seconds, rms, f, 100 * share))
+    if seconds < 1.0 or rms < 500 or abs(f - 440) > 15 or share < 0.5:
+        h.fail("baresip received %.2f s, rms %.0f, %d Hz (%.0f %% at 440): the far end's tone did not come "
+               "back over SRTP" % (seconds, rms, f, 100 * share))
 
 
 def check_mandatory_plain_488(relais):
@@ -441,6 +506,9 @@ def check_mandatory_plain_488(relais):
 def relais_checks(checks):
     h.require_tool("baresip")
     h.require_tool("sipp")
+    import tls_tools
+    certs = tls_tools.make_certs(h.make_tempdir("srtp-certs"))
+    tls_port = h.free_port(udp=False)
     uas_port = h.free_port()
     with h.RelaisMedia(workers=1) as relay:
         config = {
@@ -448,13 +516,16 @@ def relais_checks(checks):
             "calls": {"authenticate": True, "unknown_sources": "allow", "no_answer_timeout": 15},
             "media": {"mode": "relay", "ng": "127.0.0.1:%d" % relay.ng_port, "timeout_ms": 500,
                       "srtp": "optional"},
+            "tls": {"listen": ["tls:127.0.0.1:%d" % tls_port], "certificate": certs["server"],
+                    "private_key": certs["server.key"], "ca": certs["ca"]},
             "users": {"101": {"srtp": "mandatory"}},
             "trunks": {"operator": {"proxy": "sip:127.0.0.1:%d" % uas_port, "srtp": "never"}},
         }
         with h.Relais(name="srtp", config=config, script=SCRIPT) as relais:
             relais.wait_log("event=media.relay_up", timeout=10, what="relay health ping")
-            checks.run("baresip (srtp-mand) → relais → plain sipp trunk: SRTP on the phone leg, RTP on the "
-                       "trunk leg, audio both ways", check_baresip_srtp_call, relais, uas_port)
+            checks.run("baresip over TLS (srtp-mand) → relais → plain sipp trunk: SIP over TLS only, SRTP on "
+                       "the phone leg, RTP on the trunk leg, audio both ways", check_baresip_srtp_tls_call,
+                       relais, uas_port, (tls_port, certs["ca"]))
             checks.run("a plain offer from an SRTP-mandatory user gets 488", check_mandatory_plain_488, relais)
             if not relais.alive():
                 h.fail("relais died")
