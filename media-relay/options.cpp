@@ -23,6 +23,8 @@ const char* usage() {
          "  --address IP        IPv4 bound for RTP and announced in SDP, default 127.0.0.1\n"
          "  --ports MIN-MAX     relay port range, default 30000-39999\n"
          "  --workers N         packet worker threads, default one per core\n"
+         "  --io BACKEND        auto|uring|mmsg: packet I/O, default auto (io_uring when the\n"
+         "                      kernel has multishot receives, Linux >= 6.0; else recvmmsg)\n"
          "  --timeout SECONDS   delete a call without packets for this long, default 60\n"
          "  --log-level LEVEL   debug|info|warn|error, default info\n"
          "  --help, --version\n";
@@ -56,6 +58,11 @@ bool parse_options(const std::vector<std::string>& args, Options& o, std::string
         return error = "bad --ports " + v + " (MIN-MAX, 1024..65535, at least two port pairs)", false;
       o.port_min = static_cast<uint16_t>(lo);
       o.port_max = static_cast<uint16_t>(hi);
+    } else if (a == "--io") {
+      if (v == "auto") o.io = IoBackend::automatic;
+      else if (v == "uring") o.io = IoBackend::uring;
+      else if (v == "mmsg") o.io = IoBackend::mmsg;
+      else return error = "bad --io " + v + " (auto, uring or mmsg)", false;
     } else if (a == "--workers") {
       if (!to_int(v, 1, 256, n)) return error = "bad --workers " + v, false;
       o.workers = static_cast<int>(n);

@@ -1,5 +1,6 @@
 // packet_io.hpp — the packet I/O boundary of a relay worker: receive a batch of UDP datagrams
-// into a ring of reusable buffers, send a batch back out. The default backend is io_mmsg.cpp
+// into a ring of reusable buffers, send a batch back out. Backends: io_uring.cpp (multishot
+// receives, one system call per loop turn; the default where the kernel has it) and io_mmsg.cpp
 // (recvmmsg/sendmmsg on one socket per port); an AF_XDP or DPDK backend implements the same
 // class (see README.md). A backend instance belongs to one worker thread; only its constructor
 // and attach() arguments come from elsewhere.
@@ -28,6 +29,10 @@ struct RecvResult {
   bool woken = false;       // the wake-up fd fired (new work in the worker's queue)
 };
 
+// Which backend a worker uses: io_uring when the kernel supports what io_uring.cpp needs
+// (automatic), or one of them by name (relais-media --io).
+enum class IoBackend { automatic, uring, mmsg };
+
 class PacketIo {
  public:
   virtual ~PacketIo() = default;
@@ -42,7 +47,7 @@ class PacketIo {
   // packet's latency does not include reading the other ready sockets.
   virtual RecvResult recv_batch(std::span<Packet> out, int timeout_ms) = 0;
   // Sends every packet (best effort: a full socket buffer drops, as the network would);
-  // returns how many the kernel took.
+  // returns how many the kernel took (io_uring: how many were queued for it).
   virtual size_t send_batch(std::span<const Packet> batch) = 0;
 };
 

@@ -7,8 +7,11 @@
 #include <algorithm>
 #include <climits>
 #include <cstring>
+#include <future>
+#include <stdexcept>
 
 #include "io_mmsg.hpp"
+#include "io_uring.hpp"
 #include "media_log.hpp"
 
 namespace relais::media {
@@ -30,15 +33,43 @@ uint32_t rd32(const uint8_t* p) { return (uint32_t(p[0]) << 24) | (uint32_t(p[1]
 
 }  // namespace
 
-RelayWorker::RelayWorker(int index, size_t batch, MediaEventQueue* events)
-    : index_(index), batch_(batch), io_(std::make_unique<MmsgIo>(wake_.fd(), batch)),
-      by_port_(65536), in_(batch), out_(batch), events_(events), gen_buf_(kGenBatch) {
+RelayWorker::RelayWorker(int index, size_t batch, MediaEventQueue* events, IoBackend io)
+    : index_(index), batch_(batch), backend_(io), by_port_(65536), in_(batch), out_(batch), events_(events),
+      gen_buf_(kGenBatch) {
   gen_.reserve(kGenBatch);
 }
 
 RelayWorker::~RelayWorker() { stop(); }
 
-void RelayWorker::start() { thread_ = std::thread([this] { run(); }); }
+void RelayWorker::start() {
+  std::promise<std::string> built;
+  std::future<std::string> result = built.get_future();
+  thread_ = std::thread([this, &built] {
+    std::string error;
+    if (backend_ != IoBackend::mmsg) {
+      io_ = UringIo::create(wake_.fd(), batch_, error);
+      if (io_) backend_name_ = "io_uring";
+      else if (backend_ == IoBackend::uring) return built.set_value("io_uring: " + error);
+      else Log(LogLevel::info, "worker.io_uring_unavailable").kv("worker", index_).kv("reason", error).kv("using", "recvmmsg");
+    }
+    if (!io_) {
+      try {
+        io_ = std::make_unique<MmsgIo>(wake_.fd(), batch_);
+        backend_name_ = "recvmmsg";
+      } catch (const std::exception& e) {
+        return built.set_value(e.what());
+      }
+    }
+    built.set_value("");
+    run();
+    io_.reset();  // on the thread that used it
+  });
+  std::string error = result.get();
+  if (!error.empty()) {
+    thread_.join();
+    throw std::runtime_error("worker " + std::to_string(index_) + ": " + error);
+  }
+}
 
 void RelayWorker::stop() {
   stop_.store(true);
@@ -55,7 +86,7 @@ void RelayWorker::post(WorkerCommand cmd) {
 }
 
 void RelayWorker::run() {
-  Log(LogLevel::debug, "worker.start").kv("worker", index_);
+  Log(LogLevel::debug, "worker.start").kv("worker", index_).kv("io", backend_name_);
   while (!stop_.load(std::memory_order_relaxed)) {
     // With media services running, wake up for the next frame (rounded up: waking early would
     // poll(0) until the frame is due); the schedule itself is absolute, so no drift.

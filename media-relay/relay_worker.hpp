@@ -38,12 +38,15 @@ struct WorkerCommand {
 class RelayWorker {
  public:
   // events: where media services report to the control thread (may be null: no events).
-  RelayWorker(int index, size_t batch, MediaEventQueue* events = nullptr);
+  // io: the packet backend, built on the worker's own thread by start() (an io_uring ring
+  // takes submissions from the thread that made it).
+  RelayWorker(int index, size_t batch, MediaEventQueue* events = nullptr, IoBackend io = IoBackend::automatic);
   ~RelayWorker();  // stops and joins
   RelayWorker(const RelayWorker&) = delete;
   RelayWorker& operator=(const RelayWorker&) = delete;
 
-  void start();
+  void start();  // throws std::runtime_error when no packet backend can be built
+  const char* backend_name() const { return backend_name_; }
   void post(WorkerCommand cmd);  // control thread
   void stop();
 
@@ -95,6 +98,8 @@ class RelayWorker {
   int index_;
   size_t batch_;
   WakeFd wake_;
+  IoBackend backend_;
+  const char* backend_name_ = "";
   std::unique_ptr<PacketIo> io_;
   std::mutex mu_;
   std::vector<WorkerCommand> queue_;  // guarded by mu_
