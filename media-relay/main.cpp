@@ -72,7 +72,7 @@ int main(int argc, char** argv) {
     // Declaration order is shutdown order reversed: the media services finalise recordings
     // while sessions and workers still exist; workers stop before the event queue goes.
     MediaEventQueue events;
-    RelayEngine engine(opts.address, opts.port_min, opts.port_max, opts.workers, 256, &events, opts.io);
+    RelayEngine engine(opts.address, opts.port_min, opts.port_max, opts.workers, 256, &events, opts.worker);
     SessionManager sessions(engine, opts.address);
     MediaServices media(sessions, engine, &events);
     NgCommands commands(sessions, &media);
@@ -81,7 +81,7 @@ int main(int argc, char** argv) {
                     events.fd());
     Log(LogLevel::info, "ready").kv("ng", opts.ng).kv("address", opts.address)
         .kv("ports", std::to_string(opts.port_min) + "-" + std::to_string(opts.port_max))
-        .kv("workers", opts.workers).kv("io", engine.backend_name()).kv("timeout", opts.timeout_s).kv("version", RELAIS_MEDIA_VERSION);
+        .kv("workers", opts.workers).kv("io", engine.backend_name()).kv("realtime", opts.worker.realtime_priority).kv("timeout", opts.timeout_s).kv("version", RELAIS_MEDIA_VERSION);
     server.run(sigfd.get());
     Log(LogLevel::info, "stopped").kv("calls", static_cast<unsigned long>(sessions.size()));
   } catch (const std::exception& e) {

@@ -25,6 +25,8 @@ const char* usage() {
          "  --workers N         packet worker threads, default one per core\n"
          "  --io BACKEND        auto|uring|mmsg: packet I/O, default auto (io_uring when the\n"
          "                      kernel has multishot receives, Linux >= 6.0; else recvmmsg)\n"
+         "  --realtime PRIO     run the packet threads SCHED_FIFO at PRIO (1-99; needs\n"
+         "                      CAP_SYS_NICE or an rtprio limit), default off\n"
          "  --timeout SECONDS   delete a call without packets for this long, default 60\n"
          "  --log-level LEVEL   debug|info|warn|error, default info\n"
          "  --help, --version\n";
@@ -59,10 +61,13 @@ bool parse_options(const std::vector<std::string>& args, Options& o, std::string
       o.port_min = static_cast<uint16_t>(lo);
       o.port_max = static_cast<uint16_t>(hi);
     } else if (a == "--io") {
-      if (v == "auto") o.io = IoBackend::automatic;
-      else if (v == "uring") o.io = IoBackend::uring;
-      else if (v == "mmsg") o.io = IoBackend::mmsg;
+      if (v == "auto") o.worker.io = IoBackend::automatic;
+      else if (v == "uring") o.worker.io = IoBackend::uring;
+      else if (v == "mmsg") o.worker.io = IoBackend::mmsg;
       else return error = "bad --io " + v + " (auto, uring or mmsg)", false;
+    } else if (a == "--realtime") {
+      if (!to_int(v, 1, 99, n)) return error = "bad --realtime " + v + " (1-99)", false;
+      o.worker.realtime_priority = static_cast<int>(n);
     } else if (a == "--workers") {
       if (!to_int(v, 1, 256, n)) return error = "bad --workers " + v, false;
       o.workers = static_cast<int>(n);

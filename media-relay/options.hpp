@@ -15,7 +15,7 @@ struct Options {
   std::string address = "127.0.0.1"; // bound for RTP and written into SDP
   uint16_t port_min = 30000, port_max = 39999;
   int workers = 0;                    // 0 = one per core
-  IoBackend io = IoBackend::automatic;  // --io auto|uring|mmsg
+  WorkerSettings worker;              // --io auto|uring|mmsg, --realtime PRIO
   int timeout_s = 60;
   LogLevel log_level = LogLevel::info;
   bool help = false, version = false;

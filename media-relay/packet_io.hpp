@@ -33,6 +33,12 @@ struct RecvResult {
 // (automatic), or one of them by name (relais-media --io).
 enum class IoBackend { automatic, uring, mmsg };
 
+// How each worker thread runs (relais-media --io, --realtime).
+struct WorkerSettings {
+  IoBackend io = IoBackend::automatic;
+  int realtime_priority = 0;  // 1..99: SCHED_FIFO for the packet threads; 0: the default policy
+};
+
 class PacketIo {
  public:
   virtual ~PacketIo() = default;

@@ -6,9 +6,9 @@
 namespace relais::media {
 
 RelayEngine::RelayEngine(std::string address, uint16_t port_min, uint16_t port_max, int workers, size_t batch,
-                         MediaEventQueue* events, IoBackend io)
+                         MediaEventQueue* events, WorkerSettings settings)
     : address_(std::move(address)), free_(static_cast<size_t>(workers)), load_(static_cast<size_t>(workers), 0) {
-  for (int i = 0; i < workers; ++i) workers_.push_back(std::make_unique<RelayWorker>(i, batch, events, io));
+  for (int i = 0; i < workers; ++i) workers_.push_back(std::make_unique<RelayWorker>(i, batch, events, settings));
   uint32_t first = port_min + (port_min % 2);
   uint32_t k = 0;
   for (uint32_t p = first; p + 1 <= port_max; p += 2, ++k)

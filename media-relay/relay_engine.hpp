@@ -19,9 +19,10 @@ class RelayEngine final : public MediaPlane {
   // Ports [port_min, port_max]: every even port p with p+1 in range is one RTP/RTCP pair;
   // pair k belongs to worker k % workers, so a worker's ports never move.
   // events: where the workers' media services report (null: none).
-  // io: the workers' packet backend (--io). Throws std::runtime_error when it cannot be built.
+  // settings: the workers' packet backend and scheduling (--io, --realtime). Throws
+  // std::runtime_error when a worker's backend cannot be built.
   RelayEngine(std::string address, uint16_t port_min, uint16_t port_max, int workers, size_t batch,
-              MediaEventQueue* events = nullptr, IoBackend io = IoBackend::automatic);
+              MediaEventQueue* events = nullptr, WorkerSettings settings = {});
   const char* backend_name() const { return workers_.empty() ? "" : workers_.front()->backend_name(); }
   ~RelayEngine() override;
 

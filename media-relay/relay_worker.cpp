@@ -3,6 +3,8 @@
 #include "relay_worker.hpp"
 
 #include <arpa/inet.h>
+#include <pthread.h>
+#include <sched.h>
 
 #include <algorithm>
 #include <climits>
@@ -33,8 +35,8 @@ uint32_t rd32(const uint8_t* p) { return (uint32_t(p[0]) << 24) | (uint32_t(p[1]
 
 }  // namespace
 
-RelayWorker::RelayWorker(int index, size_t batch, MediaEventQueue* events, IoBackend io)
-    : index_(index), batch_(batch), backend_(io), by_port_(65536), in_(batch), out_(batch), events_(events),
+RelayWorker::RelayWorker(int index, size_t batch, MediaEventQueue* events, WorkerSettings settings)
+    : index_(index), batch_(batch), settings_(settings), by_port_(65536), in_(batch), out_(batch), events_(events),
       gen_buf_(kGenBatch) {
   gen_.reserve(kGenBatch);
 }
@@ -46,10 +48,19 @@ void RelayWorker::start() {
   std::future<std::string> result = built.get_future();
   thread_ = std::thread([this, &built] {
     std::string error;
-    if (backend_ != IoBackend::mmsg) {
+    if (settings_.realtime_priority > 0) {
+      // Real-time scheduling for the packet path only (the control thread stays normal): another
+      // process woken on this core no longer delays the queued packets by its time slice.
+      sched_param param{};
+      param.sched_priority = settings_.realtime_priority;
+      if (int e = pthread_setschedparam(pthread_self(), SCHED_FIFO, &param); e != 0)
+        Log(LogLevel::warn, "worker.realtime_refused").kv("worker", index_).kv("priority", settings_.realtime_priority)
+            .kv("reason", strerror(e));
+    }
+    if (settings_.io != IoBackend::mmsg) {
       io_ = UringIo::create(wake_.fd(), batch_, error);
       if (io_) backend_name_ = "io_uring";
-      else if (backend_ == IoBackend::uring) return built.set_value("io_uring: " + error);
+      else if (settings_.io == IoBackend::uring) return built.set_value("io_uring: " + error);
       else Log(LogLevel::info, "worker.io_uring_unavailable").kv("worker", index_).kv("reason", error).kv("using", "recvmmsg");
     }
     if (!io_) {

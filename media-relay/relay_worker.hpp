@@ -40,7 +40,7 @@ class RelayWorker {
   // events: where media services report to the control thread (may be null: no events).
   // io: the packet backend, built on the worker's own thread by start() (an io_uring ring
   // takes submissions from the thread that made it).
-  RelayWorker(int index, size_t batch, MediaEventQueue* events = nullptr, IoBackend io = IoBackend::automatic);
+  RelayWorker(int index, size_t batch, MediaEventQueue* events = nullptr, WorkerSettings settings = {});
   ~RelayWorker();  // stops and joins
   RelayWorker(const RelayWorker&) = delete;
   RelayWorker& operator=(const RelayWorker&) = delete;
@@ -98,7 +98,7 @@ class RelayWorker {
   int index_;
   size_t batch_;
   WakeFd wake_;
-  IoBackend backend_;
+  WorkerSettings settings_;
   const char* backend_name_ = "";
   std::unique_ptr<PacketIo> io_;
   std::mutex mu_;

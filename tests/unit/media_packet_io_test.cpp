@@ -1,5 +1,6 @@
 // media_packet_io_test.cpp — both packet backends on real loopback sockets: receive from several
-// ports with the sender's address, send from a chosen port, re-attach a port, wake-up fd.
+// ports with the sender's address, send from a chosen port, re-attach a port, wake-up fd; and the
+// options that choose the backend.
 #include <doctest/doctest.h>
 
 #include <arpa/inet.h>
@@ -14,6 +15,7 @@
 
 #include "io_mmsg.hpp"
 #include "io_uring.hpp"
+#include "options.hpp"
 #include "udp_socket.hpp"
 
 using namespace relais::media;
@@ -130,4 +132,20 @@ TEST_CASE("io_uring backend: receive, send from a port, re-attach, wake-up") {
   // This machine's kernel (6.x) has multishot receives; an older one makes create() say why.
   REQUIRE_MESSAGE(io, error);
   exercise(*io, wake.get());
+}
+
+TEST_CASE("relais-media's --io and --realtime options") {
+  Options o;
+  std::string error;
+  CHECK(parse_options({"--io", "mmsg", "--realtime", "20"}, o, error));
+  CHECK(o.worker.io == IoBackend::mmsg);
+  CHECK(o.worker.realtime_priority == 20);
+  Options d;
+  CHECK(parse_options({}, d, error));
+  CHECK(d.worker.io == IoBackend::automatic);
+  CHECK(d.worker.realtime_priority == 0);
+  CHECK_FALSE(parse_options({"--io", "xdp"}, o, error));
+  CHECK(error.find("--io") != std::string::npos);
+  CHECK_FALSE(parse_options({"--realtime", "0"}, o, error));
+  CHECK_FALSE(parse_options({"--realtime", "100"}, o, error));
 }
