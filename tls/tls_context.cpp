@@ -17,9 +17,12 @@ std::string openssl_error_text() {
   return buf;
 }
 
-SslCtxPtr make_server_context(const TlsSettings& s, std::string& error) {
+namespace {
+
+// A context with the tls section's policy, for either side: versions, ciphers, options.
+SslCtxPtr policy_context(const SSL_METHOD* method, const TlsSettings& s, std::string& error) {
   ERR_clear_error();
-  SslCtxPtr ctx(SSL_CTX_new(TLS_server_method()));
+  SslCtxPtr ctx(SSL_CTX_new(method));
   auto fail = [&](const std::string& what) {
     error = what + ": " + openssl_error_text();
     return SslCtxPtr();
@@ -35,9 +38,21 @@ SslCtxPtr make_server_context(const TlsSettings& s, std::string& error) {
   // IGNORE_UNEXPECTED_EOF: OpenSSL 3 reports a peer closing without close_notify as an error;
   // phones do that all the time (SOFIA-NOTES.md). No renegotiation: a client-initiated one is a
   // cheap CPU attack and SIP never needs it.
-  SSL_CTX_set_options(ctx.get(), SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
-                                     SSL_OP_NO_COMPRESSION);
+  SSL_CTX_set_options(ctx.get(), SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
   SSL_CTX_set_mode(ctx.get(), SSL_MODE_RELEASE_BUFFERS);  // idle phones keep no 34 KiB buffers
+  return ctx;
+}
+
+}  // namespace
+
+SslCtxPtr make_server_context(const TlsSettings& s, std::string& error) {
+  SslCtxPtr ctx = policy_context(TLS_server_method(), s, error);
+  if (!ctx) return ctx;
+  auto fail = [&](const std::string& what) {
+    error = what + ": " + openssl_error_text();
+    return SslCtxPtr();
+  };
+  SSL_CTX_set_options(ctx.get(), SSL_OP_CIPHER_SERVER_PREFERENCE);
   if (SSL_CTX_use_certificate_chain_file(ctx.get(), s.certificate.c_str()) != 1)
     return fail("tls.certificate " + s.certificate);
   if (SSL_CTX_use_PrivateKey_file(ctx.get(), s.private_key.c_str(), SSL_FILETYPE_PEM) != 1)
@@ -58,20 +73,12 @@ SslCtxPtr make_server_context(const TlsSettings& s, std::string& error) {
 }
 
 SslCtxPtr make_client_context(const TlsSettings& policy, const TrunkTls& trunk, std::string& error) {
-  ERR_clear_error();
-  SslCtxPtr ctx(SSL_CTX_new(TLS_client_method()));
+  SslCtxPtr ctx = policy_context(TLS_client_method(), policy, error);
+  if (!ctx) return ctx;
   auto fail = [&](const std::string& what) {
     error = what + ": " + openssl_error_text();
     return SslCtxPtr();
   };
-  if (!ctx) return fail("SSL_CTX_new");
-  int min = policy.min_version == "1.3" ? TLS1_3_VERSION : TLS1_2_VERSION;
-  if (!SSL_CTX_set_min_proto_version(ctx.get(), min)) return fail("tls.min_version");
-  if (!SSL_CTX_set_cipher_list(ctx.get(), policy.ciphers.c_str())) return fail("tls.ciphers '" + policy.ciphers + "'");
-  if (!policy.ciphersuites.empty() && !SSL_CTX_set_ciphersuites(ctx.get(), policy.ciphersuites.c_str()))
-    return fail("tls.ciphersuites '" + policy.ciphersuites + "'");
-  SSL_CTX_set_options(ctx.get(), SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
-  SSL_CTX_set_mode(ctx.get(), SSL_MODE_RELEASE_BUFFERS);
   if (!trunk.certificate.empty()) {
     if (SSL_CTX_use_certificate_chain_file(ctx.get(), trunk.certificate.c_str()) != 1)
       return fail("certificate " + trunk.certificate);

@@ -78,6 +78,21 @@ def evidence(kam, kmark, relais=None, rmark=0, sipps=(), names=()):
     return "\n".join(out)
 
 
+def call_to_pstn(relais, kam, pstn_port, what):
+    """Local user 100 calls MOBILE through relais's trunk and the sipp "PSTN" behind the operator
+    answers. Fails with the evidence unless both sipps succeeded; returns (caller result, PSTN
+    result, report, the operator's log mark before the call)."""
+    kmark, rmark = kam.log_mark(), relais.log_mark()
+    uas = h.sipp_uas("trunk_uas_answer.xml", port=pstn_port, timeout=15)
+    uac = h.sipp_uac(relais, "call_uac_basic.xml", MOBILE, caller="100", timeout=15)
+    ru, (rs,) = h.finish_call(uac, [uas])
+    report = evidence(kam, kmark, relais, rmark, [ru, rs], ["caller 100", "PSTN"])
+    h.log(report)
+    if ru.rc != 0 or rs.rc != 0:
+        h.fail("%s failed\n%s" % (what, report))
+    return ru, rs, report, kmark
+
+
 def uri_of(value):
     m = re.search(r"<([^>]*)>", value or "")
     return m.group(1) if m else (value or "").split(";")[0].strip()
@@ -170,14 +185,9 @@ def test(checks):
             h.fail("operator did not log %r from relais's port\n  %s" % (wanted, "\n  ".join(ops)))
 
     def outbound_call():
-        kmark, rmark = kam.log_mark(), relais.log_mark()
-        uas = h.sipp_uas("trunk_uas_answer.xml", port=pstn_port, timeout=15)
-        uac = h.sipp_uac(relais, "call_uac_basic.xml", MOBILE, caller="100", timeout=15)
-        ru, (rs,) = h.finish_call(uac, [uas])
-        report = evidence(kam, kmark, relais, rmark, [ru, rs], ["caller 100", "PSTN"])
-        h.log(report)
-        if ru.rc != 0 or rs.rc != 0:
-            h.fail("outbound call 100 -> trunk:operator/%s failed\n%s" % (MOBILE, report))
+        rmark = relais.log_mark()
+        ru, rs, report, kmark = call_to_pstn(relais, kam, pstn_port,
+                                             "outbound call 100 -> trunk:operator/%s" % MOBILE)
         ops = operator_lines(kam, kmark)
         for needle in ("outbound INVITE challenged with 407",
                        "outbound INVITE authenticated as %s" % TRUNK_USER):

@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import relais_harness as h  # noqa: E402
 import tls_tools as t  # noqa: E402
 from test_trunk_kamailio import OP_DOMAIN, OP_IP, TRUNK_USER, TRUNK_PASSWORD, MOBILE, \
-    PSTN_CALLER, DID, evidence, operator_lines  # noqa: E402
+    PSTN_CALLER, DID, call_to_pstn, evidence, operator_lines  # noqa: E402
 
 CALLS = {"authenticate": False, "unknown_sources": "reject", "no_answer_timeout": 10}
 
@@ -155,14 +155,8 @@ def test(checks):
             h.fail("the operator did not log the REGISTER over TLS from %s:\n  %s" % (local, "\n  ".join(ops[-20:])))
 
     def outbound_call():
-        kmark, rmark = kam.log_mark(), relais.log_mark()
-        uas = h.sipp_uas("trunk_uas_answer.xml", port=pstn_port, timeout=15)
-        uac = h.sipp_uac(relais, "call_uac_basic.xml", MOBILE, caller="100", timeout=15)
-        ru, (rs,) = h.finish_call(uac, [uas])
-        report = evidence(kam, kmark, relais, rmark, [ru, rs], ["caller 100", "PSTN"])
-        h.log(report)
-        if ru.rc != 0 or rs.rc != 0:
-            h.fail("outbound call 100 -> trunk:operator/%s over TLS failed\n%s" % (MOBILE, report))
+        _, _, report, kmark = call_to_pstn(relais, kam, pstn_port,
+                                           "outbound call 100 -> trunk:operator/%s over TLS" % MOBILE)
         ops = operator_lines(kam, kmark)
         src = "from 127.0.0.1:%s proto tls" % state["local"].split(":")[1]
         for method in ("INVITE", "ACK", "BYE"):
