@@ -2,15 +2,15 @@
 #include "nonce.hpp"
 
 #include <openssl/crypto.h>
-#include <openssl/hmac.h>
 #include <openssl/rand.h>
 
 #include <algorithm>
-#include <cstdio>
-#include <cstdlib>
 #include <cstring>
+#include <functional>
 
-#include <openssl/evp.h>
+// SHA256_Init/Update/Final are deprecated in OpenSSL 3 in favour of EVP, whose context copy is
+// the cost we avoid here (see nonce.hpp). They remain in OpenSSL 3's API.
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
 
 namespace relais {
 
@@ -18,20 +18,30 @@ namespace {
 constexpr size_t kStampHex = 16;
 constexpr size_t kRandomHex = 16;
 constexpr size_t kMacHex = 32;
-constexpr size_t kNonceLen = kStampHex + kRandomHex + kMacHex;
+static_assert(kStampHex + kRandomHex + kMacHex == NonceIssuer::kLength);
+
+const char kDigits[] = "0123456789abcdef";
+
+void hex_into(const unsigned char* data, size_t len, char* out) {
+  for (size_t i = 0; i < len; ++i) {
+    out[2 * i] = kDigits[data[i] >> 4];
+    out[2 * i + 1] = kDigits[data[i] & 0xf];
+  }
+}
 
 std::string to_hex(const unsigned char* data, size_t len) {
-  static const char digits[] = "0123456789abcdef";
   std::string out(len * 2, '0');
-  for (size_t i = 0; i < len; ++i) {
-    out[2 * i] = digits[data[i] >> 4];
-    out[2 * i + 1] = digits[data[i] & 0xf];
-  }
+  hex_into(data, len, out.data());
   return out;
 }
-}  // namespace
 
-void NonceIssuer::MdCtxFree::operator()(evp_md_ctx_st* c) const { EVP_MD_CTX_free(c); }
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+}  // namespace
 
 NonceIssuer::NonceIssuer(std::string secret, int64_t ttl_seconds) : secret_(std::move(secret)), ttl_(ttl_seconds) {
   if (secret_.empty()) {
@@ -46,8 +56,7 @@ NonceIssuer::NonceIssuer(std::string secret, int64_t ttl_seconds) : secret_(std:
   // outer = H(K' ^ opad || inner).
   unsigned char key[64] = {0};
   if (secret_.size() > sizeof key) {
-    unsigned len = 0;
-    EVP_Digest(secret_.data(), secret_.size(), key, &len, EVP_sha256(), nullptr);
+    SHA256(reinterpret_cast<const unsigned char*>(secret_.data()), secret_.size(), key);
   } else {
     memcpy(key, secret_.data(), secret_.size());
   }
@@ -56,45 +65,50 @@ NonceIssuer::NonceIssuer(std::string secret, int64_t ttl_seconds) : secret_(std:
     ipad[i] = key[i] ^ 0x36;
     opad[i] = key[i] ^ 0x5c;
   }
-  inner_.reset(EVP_MD_CTX_new());
-  outer_.reset(EVP_MD_CTX_new());
-  scratch_.reset(EVP_MD_CTX_new());
-  EVP_DigestInit_ex(inner_.get(), EVP_sha256(), nullptr);
-  EVP_DigestUpdate(inner_.get(), ipad, sizeof ipad);
-  EVP_DigestInit_ex(outer_.get(), EVP_sha256(), nullptr);
-  EVP_DigestUpdate(outer_.get(), opad, sizeof opad);
+  SHA256_Init(&inner_);
+  SHA256_Update(&inner_, ipad, sizeof ipad);
+  SHA256_Init(&outer_);
+  SHA256_Update(&outer_, opad, sizeof opad);
 }
 
-std::string NonceIssuer::mac(std::string_view body) const {
-  unsigned char inner[EVP_MAX_MD_SIZE], out[EVP_MAX_MD_SIZE];
-  unsigned len = 0;
-  EVP_MD_CTX* c = scratch_.get();
-  EVP_MD_CTX_copy_ex(c, inner_.get());
-  EVP_DigestUpdate(c, body.data(), body.size());
-  EVP_DigestFinal_ex(c, inner, &len);
-  EVP_MD_CTX_copy_ex(c, outer_.get());
-  EVP_DigestUpdate(c, inner, len);
-  EVP_DigestFinal_ex(c, out, &len);
-  return to_hex(out, kMacHex / 2);
+void NonceIssuer::mac(std::string_view body, char out[kMacHex]) const {
+  unsigned char inner[SHA256_DIGEST_LENGTH], full[SHA256_DIGEST_LENGTH];
+  SHA256_CTX c = inner_;
+  SHA256_Update(&c, body.data(), body.size());
+  SHA256_Final(inner, &c);
+  c = outer_;
+  SHA256_Update(&c, inner, sizeof inner);
+  SHA256_Final(full, &c);
+  OPENSSL_cleanse(&c, sizeof c);
+  hex_into(full, kMacHex / 2, out);
+}
+
+void NonceIssuer::issue(int64_t now, char out[kLength]) const {
+  auto stamp = static_cast<uint64_t>(now);
+  for (size_t i = 0; i < kStampHex; ++i) out[i] = kDigits[(stamp >> (60 - 4 * i)) & 0xf];
+  uint64_t unique = ++counter_;
+  hex_into(reinterpret_cast<const unsigned char*>(&unique), sizeof unique, out + kStampHex);
+  mac(std::string_view(out, kStampHex + kRandomHex), out + kStampHex + kRandomHex);
 }
 
 std::string NonceIssuer::issue(int64_t now) const {
-  char stamp[kStampHex + 1];
-  snprintf(stamp, sizeof stamp, "%016llx", static_cast<unsigned long long>(now));
-  uint64_t unique = ++counter_;
-  std::string body = std::string(stamp) + to_hex(reinterpret_cast<const unsigned char*>(&unique), sizeof unique);
-  return body + mac(body);
+  std::string out(kLength, '0');
+  issue(now, out.data());
+  return out;
 }
 
 NonceIssuer::Check NonceIssuer::check(std::string_view nonce, int64_t now) const {
-  if (nonce.size() != kNonceLen) return Check::invalid;
+  if (nonce.size() != kLength) return Check::invalid;
   std::string_view body = nonce.substr(0, kStampHex + kRandomHex);
-  std::string expected = mac(body);
-  if (CRYPTO_memcmp(expected.data(), nonce.data() + body.size(), kMacHex) != 0) return Check::invalid;
-  std::string stamp(nonce.substr(0, kStampHex));
-  char* end = nullptr;
-  unsigned long long issued = strtoull(stamp.c_str(), &end, 16);
-  if (end != stamp.c_str() + kStampHex) return Check::invalid;
+  char expected[kMacHex];
+  mac(body, expected);
+  if (CRYPTO_memcmp(expected, nonce.data() + body.size(), kMacHex) != 0) return Check::invalid;
+  uint64_t issued = 0;
+  for (size_t i = 0; i < kStampHex; ++i) {
+    int v = hex_value(nonce[i]);
+    if (v < 0) return Check::invalid;
+    issued = issued << 4 | static_cast<uint64_t>(v);
+  }
   int64_t age = now - static_cast<int64_t>(issued);
   if (age < -5) return Check::invalid;  // from the future beyond clock skew between nodes
   if (age > ttl_) return Check::stale;
@@ -103,7 +117,7 @@ NonceIssuer::Check NonceIssuer::check(std::string_view nonce, int64_t now) const
 
 bool NonceCounts::accept(std::string_view nonce, uint32_t nc, int64_t now, int64_t ttl) {
   if (now - rotated_at_ >= ttl || current_.size() >= max_entries_ / 2) rotate(now, ttl);
-  std::string key(nonce);
+  uint64_t key = std::hash<std::string_view>{}(nonce);
   auto [it, inserted] = current_.try_emplace(key, 0);
   uint32_t highest = it->second;
   if (inserted) {
