@@ -31,6 +31,11 @@ std::string realm_of(const msg_auth_t* au) {
 
 // RFC 3261 §22.4: the digest-uri must be the Request-URI (compared as URIs, not strings).
 bool uri_matches_request(const std::string& digest_uri, const sip_t* sip) {
+  // Usually the client copied the Request-URI as it sent it: equal text needs no parse.
+  char text[512];
+  issize_t n = url_e(text, sizeof text, sip->sip_request->rq_url);
+  if (n > 0 && static_cast<size_t>(n) < sizeof text && digest_uri == std::string_view(text, static_cast<size_t>(n)))
+    return true;
   su_home_t home[1] = {SU_HOME_INIT(home)};
   url_t* url = url_make(home, digest_uri.c_str());
   bool same = url && url_cmp_all(url, sip->sip_request->rq_url) == 0;
@@ -72,6 +77,22 @@ std::vector<std::string> Authenticator::challenges(int64_t now, bool stale, cons
     out.push_back(std::move(h));
   }
   return out;
+}
+
+void Authenticator::append_challenges(std::string& out, int64_t now, bool stale, const std::string& user) const {
+  char nonce[NonceIssuer::kLength];
+  nonces_.issue(now, nonce);
+  for (DigestAlgorithm alg : algorithms_for(user)) {
+    out += "WWW-Authenticate: Digest realm=\"";
+    out += realm_;
+    out += "\", nonce=\"";
+    out.append(nonce, sizeof nonce);
+    out += "\", algorithm=";
+    out += digest_algorithm_name(alg);
+    out += ", qop=\"auth\"";
+    if (stale) out += ", stale=true";
+    out += "\r\n";
+  }
 }
 
 void Authenticator::verify(const sip_t* sip, int64_t now, bool proxy, Done done) {

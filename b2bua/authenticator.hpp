@@ -6,6 +6,7 @@
 
 #include <functional>
 #include <map>
+#include <unordered_map>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,9 @@ class Authenticator {
   // WWW-Authenticate values, one per algorithm offered to `user` (its own list from config,
   // else auth.algorithms) in preference order.
   std::vector<std::string> challenges(int64_t now, bool stale, const std::string& user) const;
+  // The same as complete "WWW-Authenticate: ...\r\n" lines appended to `out` (the registrar's
+  // text responses).
+  void append_challenges(std::string& out, int64_t now, bool stale, const std::string& user) const;
 
   const std::string& realm() const { return realm_; }
 
@@ -64,7 +68,7 @@ class Authenticator {
   std::vector<DigestAlgorithm> algorithms_;
   NonceIssuer nonces_;
   NonceCounts counts_;
-  std::map<std::string, Hashes> users_;  // config users, HA1s precomputed for realm_
+  std::unordered_map<std::string, Hashes> users_;  // config users, HA1s precomputed for realm_
   FailureHook failure_hook_;
 };
 

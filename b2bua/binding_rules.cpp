@@ -108,9 +108,10 @@ RegisterOutcome apply_register(const RegistrarSettings& s, const RegisterUpdate&
   }
   if (current.size() > static_cast<size_t>(s.max_contacts)) return fail(403, "Too Many Contacts");
   // Highest q first (RFC 3261 §16.6 forks in q order); stable so equal q keep their age order.
-  std::stable_sort(current.begin(), current.end(), [](const Binding& a, const Binding& b) {
-    return (a.q_milli < 0 ? 1000 : a.q_milli) > (b.q_milli < 0 ? 1000 : b.q_milli);
-  });
+  if (current.size() > 1)  // (stable_sort allocates a buffer even for one element)
+    std::stable_sort(current.begin(), current.end(), [](const Binding& a, const Binding& b) {
+      return (a.q_milli < 0 ? 1000 : a.q_milli) > (b.q_milli < 0 ? 1000 : b.q_milli);
+    });
   out.bindings = std::move(current);
   return out;
 }

@@ -49,11 +49,6 @@ bool behind_nat(const sip_t* sip, const SourceAddress& source) {
 
 int64_t unix_now() { return static_cast<int64_t>(time(nullptr)); }
 
-std::string lower(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
 // Parses a delta-seconds value (RFC 3261 §25.1); huge values saturate rather than wrap.
 bool parse_delta(const char* text, uint32_t& out) {
   if (!text || !*text) return false;
@@ -77,7 +72,10 @@ bool parse_q(const char* text, int& out) {
 }
 
 std::string url_string(const url_t* url) {
-  su_home_t home[1] = {SU_HOME_INIT(home)};
+  char buf[512];
+  isize_t n = url_e(buf, sizeof buf, url);
+  if (n >= 0 && static_cast<size_t>(n) < sizeof buf) return std::string(buf, static_cast<size_t>(n));
+  su_home_t home[1] = {SU_HOME_INIT(home)};  // longer than the buffer: Sofia sizes it
   char* text = url_as_string(home, url);
   std::string out = text ? text : "";
   su_home_deinit(home);
@@ -92,18 +90,66 @@ std::string contact_param(const sip_contact_t* m, const char* name) {
   return value;
 }
 
+// Text that can go between <> in a header line as it is.
+bool safe_in_header(const std::string& s) {
+  for (char c : s)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f || c == '>') return false;
+  return !s.empty();
+}
+
+void append_decimal(std::string& out, int64_t v) {
+  char buf[24];
+  char* end = buf + sizeof buf;
+  char* p = end;
+  uint64_t u = v < 0 ? 0 : static_cast<uint64_t>(v);
+  do {
+    *--p = static_cast<char>('0' + u % 10);
+    u /= 10;
+  } while (u);
+  out.append(p, static_cast<size_t>(end - p));
+}
+
+// "Date: Sun, 23 Nov 2026 19:53:03 GMT\r\n" (RFC 3261 §20.17), formatted once per second.
+const std::string& date_line(int64_t now) {
+  static int64_t formatted = -1;
+  static std::string line;
+  if (now != formatted) {
+    static const char* const days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char* const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                         "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    time_t t = static_cast<time_t>(now);
+    tm parts{};
+    gmtime_r(&t, &parts);
+    char buf[64];
+    snprintf(buf, sizeof buf, "Date: %s, %02d %s %04d %02d:%02d:%02d GMT\r\n", days[parts.tm_wday % 7], parts.tm_mday,
+             months[parts.tm_mon % 12], parts.tm_year + 1900, parts.tm_hour, parts.tm_min, parts.tm_sec);
+    line = buf;
+    formatted = now;
+  }
+  return line;
+}
+
 }  // namespace
 
 std::string canonical_contact_key(const url_t* url) {
-  std::string key = lower(url->url_scheme ? url->url_scheme : "sip") + ":";
-  if (url->url_user) key += std::string(url->url_user) + "@";
-  key += lower(url->url_host ? url->url_host : "");
-  if (url->url_port) key += std::string(":") + url->url_port;
+  auto append_lower = [](std::string& out, const char* text) {
+    for (const char* p = text; *p; ++p) out += static_cast<char>(std::tolower(static_cast<unsigned char>(*p)));
+  };
+  std::string key;
+  key.reserve(64);
+  append_lower(key, url->url_scheme ? url->url_scheme : "sip");
+  key += ':';
+  if (url->url_user) key.append(url->url_user).append("@");
+  append_lower(key, url->url_host ? url->url_host : "");
+  if (url->url_port) key.append(":").append(url->url_port);
   if (url->url_params) {
     for (const char* name : {"transport", "maddr"}) {
       char buf[256];
       isize_t n = url_param(url->url_params, name, buf, sizeof buf);
-      if (n > 0) key += std::string(";") + name + "=" + lower(buf);
+      if (n > 0) {
+        key.append(";").append(name).append("=");
+        append_lower(key, buf);
+      }
     }
   }
   return key;
@@ -134,7 +180,11 @@ std::string Registrar::aor_for(const sip_t* sip, std::string& why) const {
     why = "Domain Not Served Here";
     return {};
   }
-  return std::string(to->url_user) + "@" + lower(cfg_.domain);
+  std::string aor;
+  aor.reserve(strlen(to->url_user) + 1 + cfg_.domain.size());
+  aor.append(to->url_user).append("@");
+  for (char c : cfg_.domain) aor += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return aor;
 }
 
 void Registrar::handle(const SipRequestPtr& request) {
@@ -148,47 +198,24 @@ void Registrar::handle(const SipRequestPtr& request) {
     return;
   }
 
-  RegisterUpdate update;
-  update.call_id = request->call_id();
-  update.cseq = sip->sip_cseq ? sip->sip_cseq->cs_seq : 0;
-  update.branch = sip->sip_via && sip->sip_via->v_branch ? sip->sip_via->v_branch : "";
-  update.now = unix_now();
-  update.received = request->source().to_string();
-  update.flow = request->source().flow;
-  if (update.flow.empty() && request->source().transport == "udp" && behind_nat(sip, request->source()))
-    update.flow = "udp~" + request->source().ip + "~" + std::to_string(request->source().port);
-  update.user_agent = sip->sip_user_agent && sip->sip_user_agent->g_string ? sip->sip_user_agent->g_string : "";
-  update.node = cfg_.node_id;
-  if (sip->sip_expires) update.expires_header = static_cast<uint32_t>(sip->sip_expires->ex_delta);
+  // Malformed Contacts get their 400 before any challenge; the binding fields are only built
+  // for a request that authenticated (half the REGISTERs are answered 401).
   for (const sip_contact_t* m = sip->sip_contact; m; m = m->m_next) {
-    if (m->m_url->url_type == url_any) {
-      update.wildcard = true;
-      continue;
-    }
-    if (m->m_url->url_type != url_sip && m->m_url->url_type != url_sips) {
-      answer_error(request, aor, 400, "Unsupported Contact URI Scheme", "register.bad_request");
-      return;
-    }
-    ContactUpdate contact;
-    contact.uri = url_string(m->m_url);
-    contact.key = canonical_contact_key(m->m_url);
-    if (m->m_expires) {
-      uint32_t value = 0;
-      if (!parse_delta(m->m_expires, value)) {
-        answer_error(request, aor, 400, "Bad Contact Expires Parameter", "register.bad_request");
-        return;
-      }
-      contact.expires_param = value;
-    }
-    if (!parse_q(m->m_q, contact.q_milli)) {
-      answer_error(request, aor, 400, "Bad Contact q Parameter", "register.bad_request");
-      return;
-    }
-    contact.instance = contact_param(m, "+sip.instance");
-    update.contacts.push_back(std::move(contact));
+    if (m->m_url->url_type == url_any) continue;
+    const char* problem = nullptr;
+    uint32_t expires = 0;
+    int q = 0;
+    if (m->m_url->url_type != url_sip && m->m_url->url_type != url_sips)
+      problem = "Unsupported Contact URI Scheme";
+    else if (m->m_expires && !parse_delta(m->m_expires, expires))
+      problem = "Bad Contact Expires Parameter";
+    else if (!parse_q(m->m_q, q))
+      problem = "Bad Contact q Parameter";
+    if (problem) return answer_error(request, aor, 400, problem, "register.bad_request");
   }
 
-  auth_.verify(sip, update.now, false, [this, request, aor, update = std::move(update)](const Authenticator::Outcome& outcome) mutable {
+  int64_t now = unix_now();
+  auth_.verify(sip, now, false, [this, request, aor, now](const Authenticator::Outcome& outcome) {
     switch (outcome.verdict) {
       case Authenticator::Verdict::challenge:
         return challenge(request, false, aor, outcome.reason);
@@ -201,12 +228,12 @@ void Registrar::handle(const SipRequestPtr& request) {
         auth_.report_failure(request->source().ip, outcome.user, outcome.reason);
         log_warn("register.auth_failed").kv("aor", aor).kv("user", outcome.user).kv("reason", outcome.reason)
             .kv("src", request->source().to_string()).kv("call_id", request->call_id());
-        request->respond(SIP_403_FORBIDDEN);
+        request->respond_text(SIP_403_FORBIDDEN, {});
         return;
       case Authenticator::Verdict::unavailable:
         ++counters_.errors;
         log_error("register.store_unavailable").kv("aor", aor).kv("error", outcome.reason).kv("call_id", request->call_id());
-        request->respond(503, "Store Unavailable", SIPTAG_RETRY_AFTER_STR("5"), TAG_END());
+        request->respond_text(503, "Store Unavailable", "Retry-After: 5\r\n");
         return;
       case Authenticator::Verdict::ok:
         break;
@@ -216,8 +243,43 @@ void Registrar::handle(const SipRequestPtr& request) {
       auth_.report_failure(request->source().ip, outcome.user, "Username Does Not Match AoR");
       return answer_error(request, aor, 403, "Username Does Not Match AoR", "register.rejected");
     }
-    after_auth(request, aor, std::move(update));
+    after_auth(request, aor, build_update(*request, now));
   });
+}
+
+// The request as a change to the AoR's bindings (its Contacts were validated by handle()).
+RegisterUpdate Registrar::build_update(const SipRequest& request, int64_t now) const {
+  const sip_t* sip = request.sip();
+  RegisterUpdate update;
+  update.call_id = request.call_id();
+  update.cseq = sip->sip_cseq ? sip->sip_cseq->cs_seq : 0;
+  update.branch = sip->sip_via && sip->sip_via->v_branch ? sip->sip_via->v_branch : "";
+  update.now = now;
+  update.received = request.source().to_string();
+  update.flow = request.source().flow;
+  if (update.flow.empty() && request.source().transport == "udp" && behind_nat(sip, request.source()))
+    update.flow = "udp~" + request.source().ip + "~" + std::to_string(request.source().port);
+  update.user_agent = sip->sip_user_agent && sip->sip_user_agent->g_string ? sip->sip_user_agent->g_string : "";
+  update.node = cfg_.node_id;
+  if (sip->sip_expires) update.expires_header = static_cast<uint32_t>(sip->sip_expires->ex_delta);
+  for (const sip_contact_t* m = sip->sip_contact; m; m = m->m_next) {
+    if (m->m_url->url_type == url_any) {
+      update.wildcard = true;
+      continue;
+    }
+    ContactUpdate contact;
+    contact.uri = url_string(m->m_url);
+    contact.key = canonical_contact_key(m->m_url);
+    if (m->m_expires) {
+      uint32_t value = 0;
+      parse_delta(m->m_expires, value);
+      contact.expires_param = value;
+    }
+    parse_q(m->m_q, contact.q_milli);
+    contact.instance = contact_param(m, "+sip.instance");
+    update.contacts.push_back(std::move(contact));
+  }
+  return update;
 }
 
 void Registrar::after_auth(const SipRequestPtr& request, const std::string& aor, RegisterUpdate update) {
@@ -226,7 +288,7 @@ void Registrar::after_auth(const SipRequestPtr& request, const std::string& aor,
     std::string min = std::to_string(early.min_expires);
     ++counters_.rejected;
     log_info("register.interval_too_brief").kv("aor", aor).kv("min_expires", early.min_expires).kv("call_id", request->call_id());
-    request->respond(SIP_423_INTERVAL_TOO_BRIEF, SIPTAG_MIN_EXPIRES_STR(min.c_str()), TAG_END());
+    request->respond_text(SIP_423_INTERVAL_TOO_BRIEF, "Min-Expires: " + min + "\r\n");
     return;
   }
   if (early.status != 200) return answer_error(request, aor, early.status, early.reason, "register.bad_request");
@@ -248,7 +310,7 @@ void Registrar::after_auth(const SipRequestPtr& request, const std::string& aor,
     if (!verdict.error.empty()) {
       ++counters_.errors;
       log_error("script.error").kv("hook", "on_register").kv("aor", aor).kv("call_id", update.call_id).kv("error", verdict.error);
-      request->respond(500, "Script Error");
+      request->respond_text(500, "Script Error", {});
       return;
     }
     if (verdict.reject_code) {
@@ -263,52 +325,68 @@ void Registrar::after_auth(const SipRequestPtr& request, const std::string& aor,
     if (!error.empty()) {
       ++counters_.errors;
       log_error("register.store_unavailable").kv("aor", aor).kv("error", error).kv("call_id", request->call_id());
-      request->respond(503, "Store Unavailable", SIPTAG_RETRY_AFTER_STR("5"), TAG_END());
+      request->respond_text(503, "Store Unavailable", "Retry-After: 5\r\n");
       return;
     }
     RegisterOutcome outcome = apply_register(cfg_.registrar, update, std::move(current));
     if (outcome.status != 200) return answer_error(request, aor, outcome.status, outcome.reason, "register.rejected");
-    if (!outcome.changed) return answer_ok(request, aor, outcome.bindings, update.now, false);
-    auto bindings = std::make_shared<std::vector<Binding>>(std::move(outcome.bindings));
     int64_t now = update.now;
-    store_.replace(aor, *bindings, [this, request, aor, bindings, now](const std::string& error) {
+    if (!outcome.changed) return answer_ok(request, aor, ok_headers(outcome.bindings, now), outcome.bindings.size(), false);
+    // The 200's headers and the NAT flows to keep open are taken now, so the bindings can move
+    // into the store without a copy.
+    std::string headers = ok_headers(outcome.bindings, now);
+    size_t count = outcome.bindings.size();
+    std::vector<std::pair<std::string, int64_t>> flows;
+    if (keepalive_)
+      for (const Binding& b : outcome.bindings)
+        if (!b.flow.empty()) flows.emplace_back(b.flow, b.expires_at);
+    store_.replace(aor, std::move(outcome.bindings),
+                   [this, request, aor, headers = std::move(headers), count, flows = std::move(flows)](const std::string& error) {
       if (!error.empty()) {
         ++counters_.errors;
         log_error("register.store_unavailable").kv("aor", aor).kv("error", error).kv("call_id", request->call_id());
-        request->respond(503, "Store Unavailable", SIPTAG_RETRY_AFTER_STR("5"), TAG_END());
+        request->respond_text(503, "Store Unavailable", "Retry-After: 5\r\n");
         return;
       }
       if (keepalive_)
-        for (const Binding& b : *bindings) keepalive_->seen(aor, b.flow, b.expires_at);
-      answer_ok(request, aor, *bindings, now, true);
+        for (const auto& [flow, expires_at] : flows) keepalive_->seen(aor, flow, expires_at);
+      answer_ok(request, aor, headers, count, true);
     });
   });
 }
 
-void Registrar::answer_ok(const SipRequestPtr& request, const std::string& aor, const std::vector<Binding>& bindings,
-                          int64_t now, bool changed) {
-  std::string contacts;
+// The 200's Contact (every binding with its remaining time) and Date, as header lines.
+std::string Registrar::ok_headers(const std::vector<Binding>& bindings, int64_t now) {
+  std::string headers;
+  headers.reserve(128 + 80 * bindings.size());
+  bool first = true;
   for (const Binding& b : bindings) {
-    if (!contacts.empty()) contacts += ", ";
-    contacts += "<" + b.contact + ">;expires=" + std::to_string(std::max<int64_t>(0, b.expires_at - now));
+    if (!safe_in_header(b.contact)) continue;  // stored by another node or an older version
+    headers += first ? "Contact: <" : ", <";
+    first = false;
+    headers += b.contact;
+    headers += ">;expires=";
+    append_decimal(headers, std::max<int64_t>(0, b.expires_at - now));
     if (b.q_milli >= 0) {
       char q[32];
       snprintf(q, sizeof q, ";q=%d.%03d", b.q_milli / 1000, b.q_milli % 1000);
-      contacts += q;
+      headers += q;
     }
   }
+  if (!first) headers += "\r\n";
+  // RFC 3261 §10.3 step 8: the 200 carries a Date.
+  headers += date_line(now);
+  return headers;
+}
+
+void Registrar::answer_ok(const SipRequestPtr& request, const std::string& aor, const std::string& headers,
+                          size_t contacts, bool changed) {
   ++counters_.ok;
   // The key=value arguments cost string copies; skip them when the line is not written.
   if (log_enabled(LogLevel::info))
-    log_info(changed ? "register.ok" : "register.query").kv("aor", aor).kv("contacts", bindings.size())
+    log_info(changed ? "register.ok" : "register.query").kv("aor", aor).kv("contacts", contacts)
         .kv("src", request->source().to_string()).kv("call_id", request->call_id());
-  // RFC 3261 §10.3 step 8: the 200 carries a Date. Built as a header object: no parsing.
-  sip_date_t date[1];
-  sip_date_init(date)->d_time = static_cast<sip_time_t>(now + SU_TIME_EPOCH);  // Sofia counts from 1900
-  if (contacts.empty())
-    request->respond(SIP_200_OK, SIPTAG_DATE(date), TAG_END());
-  else
-    request->respond(SIP_200_OK, SIPTAG_CONTACT_STR(contacts.c_str()), SIPTAG_DATE(date), TAG_END());
+  request->respond_text(SIP_200_OK, headers);
 }
 
 void Registrar::answer_error(const SipRequestPtr& request, const std::string& aor, int status, const std::string& reason,
@@ -316,7 +394,7 @@ void Registrar::answer_error(const SipRequestPtr& request, const std::string& ao
   ++counters_.rejected;
   log_info(event).kv("aor", aor).kv("status", status).kv("reason", reason).kv("src", request->source().to_string())
       .kv("call_id", request->call_id());
-  request->respond(status, reason.c_str());
+  request->respond_text(status, reason.c_str(), {});
 }
 
 void Registrar::challenge(const SipRequestPtr& request, bool stale, const std::string& aor, const std::string& why) {
@@ -324,17 +402,11 @@ void Registrar::challenge(const SipRequestPtr& request, bool stale, const std::s
   if (log_enabled(LogLevel::debug))
     log_debug("register.challenge").kv("aor", aor).kv("stale", stale ? "true" : "false").kv("why", why)
       .kv("call_id", request->call_id());
-  std::vector<std::string> headers = auth_.challenges(unix_now(), stale, aor.substr(0, aor.find('@')));
+  std::string& headers = headers_;
+  headers.clear();
   // One WWW-Authenticate per algorithm (RFC 8760 §2.4), most preferred first.
-  switch (headers.size()) {
-    case 1:
-      request->respond(SIP_401_UNAUTHORIZED, SIPTAG_WWW_AUTHENTICATE_STR(headers[0].c_str()), TAG_END());
-      break;
-    default:
-      request->respond(SIP_401_UNAUTHORIZED, SIPTAG_WWW_AUTHENTICATE_STR(headers[0].c_str()),
-                       SIPTAG_WWW_AUTHENTICATE_STR(headers[1].c_str()), TAG_END());
-      break;
-  }
+  auth_.append_challenges(headers, unix_now(), stale, aor.substr(0, aor.find('@')));
+  request->respond_text(SIP_401_UNAUTHORIZED, headers);
 }
 
 }  // namespace relais

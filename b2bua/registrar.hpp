@@ -48,8 +48,10 @@ class Registrar {
 
  private:
   void after_auth(const SipRequestPtr& request, const std::string& aor, RegisterUpdate update);
-  void answer_ok(const SipRequestPtr& request, const std::string& aor, const std::vector<Binding>& bindings,
-                 int64_t now, bool changed);
+  RegisterUpdate build_update(const SipRequest& request, int64_t now) const;
+  static std::string ok_headers(const std::vector<Binding>& bindings, int64_t now);
+  void answer_ok(const SipRequestPtr& request, const std::string& aor, const std::string& headers, size_t contacts,
+                 bool changed);
   void answer_error(const SipRequestPtr& request, const std::string& aor, int status, const std::string& reason,
                     const char* event);
   void challenge(const SipRequestPtr& request, bool stale, const std::string& aor, const std::string& why);
@@ -61,6 +63,7 @@ class Registrar {
   ScriptEngine& script_;
   RegistrarCounters counters_;
   NatKeepalive* keepalive_ = nullptr;
+  std::string headers_;  // a response's extra header lines, reused (keeps its capacity)
 };
 
 }  // namespace relais

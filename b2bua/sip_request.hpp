@@ -9,6 +9,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace relais {
 
@@ -40,6 +41,13 @@ class SipRequest {
   // response message). Extra headers go in as Sofia tags. Returns false if already answered.
   bool respond(int status, const char* phrase, tag_type_t tag, tag_value_t value, ...);
   bool respond(int status, const char* phrase) { return respond(status, phrase, TAG_END()); }
+  // The same answer with extra headers given as text: complete lines, each ending in CRLF
+  // ("Contact: <sip:a@b>;expires=60\r\n"), added after the ones copied from the request. A
+  // stateless UDP request answered while Sofia is still delivering it (the registrar's
+  // synchronous path) gets its response written as text and sent on the socket it came in on,
+  // as Kamailio's sl does: no response msg_t, no header objects, no encoder pass, one syscall.
+  // Anything else goes through nta with `extra` parsed into headers.
+  bool respond_text(int status, const char* phrase, std::string_view extra);
   bool answered() const { return answered_; }
 
   // Frees the server transaction and the request message once both have served (an INVITE
@@ -55,6 +63,7 @@ class SipRequest {
  private:
   void read_source();
   void read_edge_source();
+  bool send_text(int status, const char* phrase, std::string_view extra);
 
   nta_incoming_t* irq_ = nullptr;
   nta_agent_t* agent_ = nullptr;  // set for stateless requests
