@@ -56,6 +56,18 @@ namespace {
 void append_json_string(std::string& out, std::string_view s) {
   out += '"';
   for (size_t i = 0; i < s.size();) {
+    // Printable ASCII other than '"' and '\\' (nearly every byte of a binding) goes in runs.
+    size_t run = i;
+    while (run < s.size()) {
+      unsigned char c = static_cast<unsigned char>(s[run]);
+      if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\') break;
+      ++run;
+    }
+    if (run > i) {
+      out.append(s.data() + i, run - i);
+      i = run;
+      continue;
+    }
     unsigned char c = static_cast<unsigned char>(s[i]);
     if (c < 0x80) {
       if (c == '"' || c == '\\') {
@@ -105,7 +117,16 @@ void append_field(std::string& out, const char* name, long long value) {
   out += out.size() > 1 ? ",\"" : "\"";
   out += name;
   out += "\":";
-  out += std::to_string(value);
+  char digits[24];
+  char* end = digits + sizeof digits;
+  char* p = end;
+  unsigned long long u = value < 0 ? 0ULL - static_cast<unsigned long long>(value) : static_cast<unsigned long long>(value);
+  do {
+    *--p = static_cast<char>('0' + u % 10);
+    u /= 10;
+  } while (u);
+  if (value < 0) *--p = '-';
+  out.append(p, static_cast<size_t>(end - p));
 }
 
 }  // namespace
@@ -115,6 +136,12 @@ void append_field(std::string& out, const char* name, long long value) {
 // REGISTER load (callgrind). binding_from_json still parses with nlohmann (start-up, Redis).
 std::string binding_to_json(const Binding& b) {
   std::string out;
+  write_binding_json(out, b);
+  return out;
+}
+
+void write_binding_json(std::string& out, const Binding& b) {
+  out.clear();
   out.reserve(256 + b.contact.size() + b.user_agent.size());
   out += '{';
   append_field(out, "contact", b.contact);
@@ -140,7 +167,6 @@ std::string binding_to_json(const Binding& b) {
     append_json_string(out, v);
   }
   out += "}}";
-  return out;
 }
 
 bool binding_from_json(const std::string& text, Binding& out) {
@@ -175,6 +201,7 @@ bool binding_from_json(const std::string& text, Binding& out) {
 }
 
 void normalize_bindings(std::vector<Binding>& bindings) {
+  if (bindings.size() < 2) return;  // the usual case, and stable_sort would allocate for it
   // stable_sort keeps the given order among equal keys, so the last duplicate is the one kept.
   std::stable_sort(bindings.begin(), bindings.end(),
                    [](const Binding& a, const Binding& b) { return a.key < b.key; });

@@ -40,6 +40,8 @@ struct UserRecord {
 // JSON (nlohmann) round trip used by both store backends; unknown fields are ignored so an
 // older node can read a newer node's bindings.
 std::string binding_to_json(const Binding& b);
+// The same into `out` (replacing its content), which keeps its capacity from one binding to the next.
+void write_binding_json(std::string& out, const Binding& b);
 bool binding_from_json(const std::string& text, Binding& out);  // false on malformed text
 
 // The form both backends store and return a binding set in: one binding per key (the last one

@@ -69,10 +69,17 @@ class SqliteStore final : public LocationStore {
   using Timer = std::unique_ptr<event, EventFree>;
   using UserKey = std::pair<std::string, std::string>;  // user, domain
 
+  // One AoR's new binding set and the keys it lost since its last hand-off: the writer upserts
+  // the set and deletes those keys, rather than deleting and re-inserting every row of the AoR
+  // (a refresh is then one statement instead of two).
+  struct AorChange {
+    std::vector<Binding> bindings;
+    std::vector<std::string> removed;  // keys to delete (unless `bindings` has them again)
+  };
   // Copies of what changed, handed from the loop to the writer. An empty binding set deletes
-  // the AoR. Merging keeps the newer entry of a key.
+  // the AoR. Merging keeps the newer entry of a key (and every key either side removed).
   struct Batch {
-    std::map<std::string, std::vector<Binding>> aors;
+    std::map<std::string, AorChange> aors;
     std::map<UserKey, UserRecord> users;
     int64_t purge_before = 0;  // 0: no purge
     size_t size() const { return aors.size() + users.size(); }
@@ -101,14 +108,17 @@ class SqliteStore final : public LocationStore {
   // Used by the caller of open() until the writer starts, then by the writer alone.
   // Declaration order matters: statements are finalized before the handle closes.
   Db db_;
-  Stmt begin_, commit_, rollback_, delete_aor_, insert_binding_, upsert_user_, purge_;
+  Stmt begin_, commit_, rollback_, delete_binding_, upsert_binding_, upsert_user_, purge_;
   Timer flush_timer_, purge_timer_;
   bool flush_armed_ = false;
 
   // Loop thread only.
   std::unordered_map<std::string, std::vector<Binding>> bindings_;  // sorted by key
   std::map<UserKey, UserRecord> users_;
-  std::set<std::string> dirty_aors_;
+  // AoRs changed since the last hand-off, with the keys they lost (AorChange::removed).
+  std::unordered_map<std::string, std::vector<std::string>> dirty_aors_;
+  // Rows that could not be read at open, by AoR: deleted with the AoR's next write.
+  std::unordered_map<std::string, std::vector<std::string>> unreadable_;
   std::set<UserKey> dirty_users_;
 
   // Shared with the writer, under mutex_. Hand-offs are numbered; flush() waits until the writer
