@@ -115,23 +115,52 @@ NonceIssuer::Check NonceIssuer::check(std::string_view nonce, int64_t now) const
   return Check::valid;
 }
 
+NonceCounts::Slot* NonceCounts::Table::find(uint64_t key) {
+  size_t mask = slots.size() - 1;
+  for (size_t i = static_cast<size_t>(key) & mask;; i = (i + 1) & mask)
+    if (slots[i].key == key || slots[i].key == 0) return &slots[i];
+}
+
+void NonceCounts::Table::grow() {
+  std::vector<Slot> old = std::move(slots);
+  slots.assign(old.empty() ? 1024 : old.size() * 2, Slot{});
+  for (const Slot& s : old)
+    if (s.key) *find(s.key) = s;
+}
+
+void NonceCounts::Table::clear() {
+  std::fill(slots.begin(), slots.end(), Slot{});
+  used = 0;
+}
+
 bool NonceCounts::accept(std::string_view nonce, uint32_t nc, int64_t now, int64_t ttl) {
-  if (now - rotated_at_ >= ttl || current_.size() >= max_entries_ / 2) rotate(now, ttl);
+  if (now - rotated_at_ >= ttl || current_.used >= max_entries_ / 2) rotate(now, ttl);
   uint64_t key = std::hash<std::string_view>{}(nonce);
-  auto [it, inserted] = current_.try_emplace(key, 0);
-  uint32_t highest = it->second;
-  if (inserted) {
-    auto old = previous_.find(key);
-    if (old != previous_.end()) highest = old->second;
+  if (key == 0) key = 1;
+  if (current_.slots.empty()) current_.grow();
+  Slot* slot = current_.find(key);
+  if (slot->key == key) {
+    uint32_t highest = slot->nc;
+    slot->nc = std::max(highest, nc);
+    return nc >= highest;
   }
-  it->second = std::max(highest, nc);
+  uint32_t highest = 0;
+  if (!previous_.slots.empty())
+    if (const Slot* old = previous_.find(key); old->key == key) highest = old->nc;
+  if (2 * (current_.used + 1) > current_.slots.size()) {
+    current_.grow();
+    slot = current_.find(key);
+  }
+  *slot = Slot{key, std::max(highest, nc)};
+  ++current_.used;
   return nc >= highest;
 }
 
 void NonceCounts::rotate(int64_t now, int64_t) {
   // A table that fills within one lifetime means a flood: the oldest generation goes, which
-  // at worst lets one old nonce be replayed once, better than unbounded memory.
-  previous_ = std::move(current_);
+  // at worst lets one old nonce be replayed once, better than unbounded memory. The tables
+  // swap and the new current one is wiped, keeping its memory (no frees on the SIP loop).
+  std::swap(previous_, current_);
   current_.clear();
   rotated_at_ = now;
 }

@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
-#include <unordered_map>
+#include <vector>
 
 namespace relais {
 
@@ -53,17 +53,30 @@ class NonceCounts {
   // equal nc is accepted: stateless REGISTERs are retransmitted byte for byte, and the
   // registrar treats such a repeat as a no-op.
   bool accept(std::string_view nonce, uint32_t nc, int64_t now, int64_t ttl);
-  size_t size() const { return current_.size() + previous_.size(); }
+  size_t size() const { return current_.used + previous_.used; }
 
  private:
   // Two generations rotated every nonce lifetime (or when full): O(1) per request, no scans,
   // and every nonce stays remembered for at least its lifetime unless the table overflows.
+  // Each generation is an open-addressing table of (64-bit hash of the nonce, highest nc):
+  // no allocation per nonce and one cache line per probe, where a node-based map cost an
+  // allocation and several cache misses for every registration (~2.5 % of relais's CPU under
+  // REGISTER load, perf). Nonces reaching here passed their MAC check, so they are ours and
+  // cannot be chosen to collide; two sharing a hash (~1 in 10^9 for a full table) would only
+  // make the later one's nc count from the other's.
+  struct Slot {
+    uint64_t key = 0;  // 0: empty
+    uint32_t nc = 0;
+  };
+  struct Table {
+    std::vector<Slot> slots;  // size a power of two, at most half full
+    size_t used = 0;
+    Slot* find(uint64_t key);  // the slot holding `key`, or the empty one where it would go
+    void grow();
+    void clear();
+  };
   void rotate(int64_t now, int64_t ttl);
-  // Keyed by a 64-bit hash of the nonce rather than the 64-character string: no allocation
-  // per entry and half the memory. Nonces reaching here passed their MAC check, so they are
-  // ours and cannot be chosen to collide; two of them sharing a hash (~1 in 10^10 for a full
-  // table) would only make the later one's nc count from the other's.
-  std::unordered_map<uint64_t, uint32_t> current_, previous_;
+  Table current_, previous_;
   size_t max_entries_;
   int64_t rotated_at_ = 0;
 };
