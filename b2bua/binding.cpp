@@ -150,23 +150,28 @@ void write_binding_json(std::string& out, const Binding& b) {
   append_field(out, "cseq", static_cast<long long>(b.cseq));
   append_field(out, "branch", b.branch);
   append_field(out, "expires_at", static_cast<long long>(b.expires_at));
-  append_field(out, "q_milli", static_cast<long long>(b.q_milli));
+  // Fields at their default (no q, no instance, no attrs) are left out: a reader takes an
+  // absent field as its default, and most bindings have them so.
+  if (b.q_milli != -1) append_field(out, "q_milli", static_cast<long long>(b.q_milli));
   append_field(out, "received", b.received);
   if (!b.flow.empty()) append_field(out, "flow", b.flow);
   append_field(out, "user_agent", b.user_agent);
-  append_field(out, "instance", b.instance);
+  if (!b.instance.empty()) append_field(out, "instance", b.instance);
   append_field(out, "node", b.node);
   append_field(out, "registered_at", static_cast<long long>(b.registered_at));
-  out += ",\"attrs\":{";
-  bool first = true;
-  for (const auto& [k, v] : b.attrs) {
-    if (!first) out += ',';
-    first = false;
-    append_json_string(out, k);
-    out += ':';
-    append_json_string(out, v);
+  if (!b.attrs.empty()) {
+    out += ",\"attrs\":{";
+    bool first = true;
+    for (const auto& [k, v] : b.attrs) {
+      if (!first) out += ',';
+      first = false;
+      append_json_string(out, k);
+      out += ':';
+      append_json_string(out, v);
+    }
+    out += '}';
   }
-  out += "}}";
+  out += '}';
 }
 
 bool binding_from_json(const std::string& text, Binding& out) {

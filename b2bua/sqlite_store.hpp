@@ -69,17 +69,21 @@ class SqliteStore final : public LocationStore {
   using Timer = std::unique_ptr<event, EventFree>;
   using UserKey = std::pair<std::string, std::string>;  // user, domain
 
+  // An AoR's binding set as the loop last stored it. Never modified once stored (a change
+  // stores a new one), so the writer reads it while the loop moves on: handing a batch over
+  // copies pointers, not bindings.
+  using BindingSet = std::shared_ptr<const std::vector<Binding>>;
   // One AoR's new binding set and the keys it lost since its last hand-off: the writer upserts
   // the set and deletes those keys, rather than deleting and re-inserting every row of the AoR
   // (a refresh is then one statement instead of two).
   struct AorChange {
-    std::vector<Binding> bindings;
+    BindingSet bindings;               // null or empty: the AoR has none left
     std::vector<std::string> removed;  // keys to delete (unless `bindings` has them again)
   };
-  // Copies of what changed, handed from the loop to the writer. An empty binding set deletes
-  // the AoR. Merging keeps the newer entry of a key (and every key either side removed).
+  // What changed, handed from the loop to the writer. Merging keeps the newer entry of a key
+  // (and every key either side removed).
   struct Batch {
-    std::map<std::string, AorChange> aors;
+    std::unordered_map<std::string, AorChange> aors;
     std::map<UserKey, UserRecord> users;
     int64_t purge_before = 0;  // 0: no purge
     size_t size() const { return aors.size() + users.size(); }
@@ -113,10 +117,11 @@ class SqliteStore final : public LocationStore {
   bool flush_armed_ = false;
 
   // Loop thread only.
-  std::unordered_map<std::string, std::vector<Binding>> bindings_;  // sorted by key
+  std::unordered_map<std::string, BindingSet> bindings_;  // each sorted by key, never empty
   std::map<UserKey, UserRecord> users_;
-  // AoRs changed since the last hand-off, with the keys they lost (AorChange::removed).
-  std::unordered_map<std::string, std::vector<std::string>> dirty_aors_;
+  // AoRs changed since the last hand-off, with the keys they lost; their `bindings` are taken
+  // from bindings_ at hand-off.
+  std::unordered_map<std::string, AorChange> dirty_aors_;
   // Rows that could not be read at open, by AoR: deleted with the AoR's next write.
   std::unordered_map<std::string, std::vector<std::string>> unreadable_;
   std::set<UserKey> dirty_users_;
