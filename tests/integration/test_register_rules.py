@@ -259,6 +259,44 @@ def main_instance_checks(checks, relais):
             h.fail("hook saw wrong request fields: %s missing from %r" % (missing, seen))
         del r
 
+    def response_headers():
+        # UDP REGISTERs are answered with text written by relais (SipRequest::respond_text),
+        # TCP ones (through the stream edge) by nta: both must carry the same headers.
+        for transport, u in (("udp", "117"), ("tcp", "118")):
+            with relais.client(transport) as cl:
+                contact = cl.contact_uri(u)
+                r, challenge = cl.register(u, pw(u), contacts=["<%s>" % contact], expires=300)
+                h.expect_status(r, 200, "REGISTER over %s" % transport)
+                sent = cl.last_request.decode() if isinstance(cl.last_request, bytes) else cl.last_request
+                req = dict((line.split(":", 1)[0].strip().lower(), line.split(":", 1)[1].strip())
+                           for line in sent.split("\r\n")[1:] if ":" in line)
+                for what, resp in (("401", challenge), ("200", r)):
+                    if resp is None:
+                        h.fail("no %s over %s" % (what, transport))
+                    where = "%s over %s" % (what, transport)
+                    via = resp.get("via") or ""
+                    if what == "200" and not via.startswith(req["via"].split(";")[0]):
+                        h.fail("%s: Via %r does not echo the request's %r" % (where, via, req["via"]))
+                    if what == "200" and "branch=" + req["via"].split("branch=")[1].split(";")[0] not in via:
+                        h.fail("%s: Via %r lost the branch" % (where, via))
+                    if transport == "udp" and "rport=%d" % cl.local_port not in via:
+                        h.fail("%s: Via %r without rport=%d" % (where, via, cl.local_port))
+                    if what == "200":
+                        for name in ("from", "call-id", "cseq"):
+                            if (resp.get(name) or "").strip() != req[name]:
+                                h.fail("%s: %s %r, request had %r" % (where, name, resp.get(name), req[name]))
+                    if not re.search(r";\s*tag=[^;]+", resp.get("to") or ""):
+                        h.fail("%s: To without a tag: %r" % (where, resp.get("to")))
+                    if (resp.get("server") or "").strip() != "relais":
+                        h.fail("%s: Server %r" % (where, resp.get("server")))
+                    if (resp.get("content-length") or "").strip() != "0":
+                        h.fail("%s: Content-Length %r" % (where, resp.get("content-length")))
+                    if what == "401" and not resp.challenges():
+                        h.fail("%s without WWW-Authenticate" % where)
+                if not re.match(r"^\w{3}, \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} GMT$", (r.get("date") or "").strip()):
+                    h.fail("200 over %s: Date %r" % (transport, r.get("date")))
+                h.expect_contacts(r.contact_expires(), {contact: (290, 300)}, "200 over %s" % transport)
+
     checks.run("401 offers SHA-256 and MD5 with qop=auth", challenge_offers_both)
     checks.run("register then query lists the binding", register_and_query)
     checks.run("To host 127.0.0.1 is the same AoR as the domain", to_host_ip_is_same_aor)
@@ -276,6 +314,7 @@ def main_instance_checks(checks, relais):
     checks.run("wrong password gets 401/403 and no binding", wrong_password)
     checks.run("unknown user refused", unknown_user)
     checks.run("TCP transport", tcp_transport)
+    checks.run("UDP (text) and TCP (nta) responses carry the same headers", response_headers)
     checks.run("OPTIONS answered 200", options_200)
     checks.run("unknown method FOO gets 405 with Allow", unknown_method_405)
     checks.run("on_register reject gives 403 and no binding", hook_rejects)

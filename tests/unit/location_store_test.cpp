@@ -467,6 +467,96 @@ TEST_CASE("the sqlite store purges expired bindings from memory and file") {
   CHECK(count_rows(f.path, kCountBindings) == 1);
 }
 
+TEST_CASE("the sqlite store deletes the rows of contacts an AoR lost, across batches and failed writes") {
+  SqliteFile f(60'000);
+  int64_t later = now_s() + 600;
+  const std::string aor = "100@example.com";
+  Binding a = make_binding("10.0.0.5", later), b = make_binding("10.0.0.6", later), c = make_binding("10.0.0.7", later);
+  auto rows = [&] { return count_rows(f.path, kCountBindings); };
+
+  replace(f.loop, *f.store, aor, {a, b});
+  f.store->flush();
+  REQUIRE(rows() == 2);
+  Binding b2 = b;
+  b2.cseq = 43;
+  replace(f.loop, *f.store, aor, {b2});  // a is gone, b refreshed
+  f.store->flush();
+  CHECK(rows() == 1);
+
+  // Lost and back within one batch: kept, with its newest values.
+  replace(f.loop, *f.store, aor, {a, b2});
+  replace(f.loop, *f.store, aor, {b2});
+  Binding a2 = a;
+  a2.cseq = 44;
+  replace(f.loop, *f.store, aor, {a2, b2});
+  f.store->flush();
+  CHECK(rows() == 2);
+
+  // A batch that fails is merged with the next one: the keys either removed are still deleted.
+  sqlite3* other = nullptr;
+  REQUIRE(sqlite3_open(f.path.c_str(), &other) == SQLITE_OK);
+  std::unique_ptr<sqlite3, decltype(&sqlite3_close_v2)> guard(other, &sqlite3_close_v2);
+  REQUIRE(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
+  replace(f.loop, *f.store, aor, {b2});  // a removed
+  f.store->flush();                      // fails: the lock is taken
+  replace(f.loop, *f.store, aor, {b2, c});
+  REQUIRE(sqlite3_exec(other, "COMMIT", nullptr, nullptr, nullptr) == SQLITE_OK);
+  f.store->flush();
+  CHECK(f.store->queued_changes() == 0);
+  CHECK(rows() == 2);  // b2 and c
+
+  replace(f.loop, *f.store, aor, {});
+  f.store->flush();
+  CHECK(rows() == 0);
+
+  replace(f.loop, *f.store, aor, {a2, c});
+  f.store.reset();
+  f.open(60'000);
+  auto r = lookup(f.loop, *f.store, aor);
+  REQUIRE(r->bindings.size() == 2);
+  CHECK(r->bindings[0] == a2);
+  CHECK(r->bindings[1] == c);
+}
+
+TEST_CASE("a binding row unreadable at open goes with its AoR's next write") {
+  SqliteFile f(60'000);
+  int64_t later = now_s() + 600;
+  Binding a = make_binding("10.0.0.5", later);
+  replace(f.loop, *f.store, "100@example.com", {a});
+  f.store.reset();
+  {
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(f.path.c_str(), &db) == SQLITE_OK);
+    std::unique_ptr<sqlite3, decltype(&sqlite3_close_v2)> guard(db, &sqlite3_close_v2);
+    std::string sql = "INSERT INTO bindings (aor, key, expires_at, data) VALUES ('100@example.com', 'sip:x', " +
+                      std::to_string(later) + ", 'not json')";
+    REQUIRE(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK);
+  }
+  f.open(60'000);  // logs store.bad_row
+  REQUIRE(lookup(f.loop, *f.store, "100@example.com")->bindings.size() == 1);
+  CHECK(count_rows(f.path, kCountBindings) == 2);
+  Binding a2 = a;
+  a2.cseq = 43;
+  replace(f.loop, *f.store, "100@example.com", {a2});
+  f.store->flush();
+  CHECK(count_rows(f.path, kCountBindings) == 1);
+}
+
+TEST_CASE("the sqlite store drops the expires_at index of files made by older versions") {
+  SqliteFile f(60'000);
+  f.store.reset();
+  {
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(f.path.c_str(), &db) == SQLITE_OK);
+    std::unique_ptr<sqlite3, decltype(&sqlite3_close_v2)> guard(db, &sqlite3_close_v2);
+    REQUIRE(sqlite3_exec(db, "CREATE INDEX bindings_expires_at ON bindings (expires_at)", nullptr, nullptr, nullptr) ==
+            SQLITE_OK);
+  }
+  f.open(60'000);
+  CHECK(count_rows(f.path, "SELECT count(*) FROM sqlite_master WHERE name = 'bindings_expires_at'") == 0);
+  CHECK(count_rows(f.path, "PRAGMA user_version") == 1);
+}
+
 TEST_CASE("the sqlite store flush returns only once the writer committed everything queued") {
   SqliteFile f(60'000);
   for (int i = 0; i < 2000; ++i) {
