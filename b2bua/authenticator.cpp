@@ -107,7 +107,9 @@ void Authenticator::verify(const sip_t* sip, int64_t now, bool proxy, Done done)
   if (!bad.empty()) return done({Verdict::bad_request, bad, creds->username});
 
   auto alg = parse_digest_algorithm(creds->algorithm);
-  const std::vector<DigestAlgorithm>& offered = algorithms_for(creds->username);
+  auto local = users_.find(creds->username);  // one lookup serves the algorithms and the HA1s
+  const std::vector<DigestAlgorithm>& offered =
+      local != users_.end() && !local->second.algorithms.empty() ? local->second.algorithms : algorithms_;
   if (std::find(offered.begin(), offered.end(), *alg) == offered.end())
     return done({Verdict::challenge, "algorithm not offered", creds->username});
   switch (nonces_.check(creds->nonce, now)) {
@@ -120,7 +122,6 @@ void Authenticator::verify(const sip_t* sip, int64_t now, bool proxy, Done done)
   }
   if (!uri_matches_request(creds->uri, sip)) return done({Verdict::bad_request, "Digest URI Does Not Match Request-URI", creds->username});
 
-  auto local = users_.find(creds->username);
   if (local != users_.end()) return check_response(sip, *creds, local->second, now, done);
 
   // Not a config user: ask the store. `sip` stays valid because the caller keeps its

@@ -2,6 +2,7 @@
 #include "binding.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cstdio>
 #include <string_view>
 #include <limits>
@@ -53,16 +54,19 @@ namespace {
 
 // Appends `s` as a JSON string. Header values come off the network and may hold invalid UTF-8:
 // such bytes become U+FFFD (what nlohmann's error_handler_t::replace does), never an error.
+// Bytes a JSON string holds as they are.
+constexpr auto kPlain = [] {
+  std::array<bool, 256> plain{};
+  for (int c = 0x20; c < 0x80; ++c) plain[c] = c != '"' && c != '\\';
+  return plain;
+}();
+
 void append_json_string(std::string& out, std::string_view s) {
   out += '"';
   for (size_t i = 0; i < s.size();) {
     // Printable ASCII other than '"' and '\\' (nearly every byte of a binding) goes in runs.
     size_t run = i;
-    while (run < s.size()) {
-      unsigned char c = static_cast<unsigned char>(s[run]);
-      if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\') break;
-      ++run;
-    }
+    while (run < s.size() && kPlain[static_cast<unsigned char>(s[run])]) ++run;
     if (run > i) {
       out.append(s.data() + i, run - i);
       i = run;
@@ -106,17 +110,14 @@ void append_json_string(std::string& out, std::string_view s) {
   out += '"';
 }
 
-void append_field(std::string& out, const char* name, std::string_view value) {
-  out += out.size() > 1 ? ",\"" : "\"";
-  out += name;
-  out += "\":";
+// `key` is the field's opening text, e.g. ",\"call_id\":" (the first field has no comma).
+void append_field(std::string& out, std::string_view key, std::string_view value) {
+  out.append(key);
   append_json_string(out, value);
 }
 
-void append_field(std::string& out, const char* name, long long value) {
-  out += out.size() > 1 ? ",\"" : "\"";
-  out += name;
-  out += "\":";
+void append_field(std::string& out, std::string_view key, long long value) {
+  out.append(key);
   char digits[24];
   char* end = digits + sizeof digits;
   char* p = end;
@@ -143,22 +144,21 @@ std::string binding_to_json(const Binding& b) {
 void write_binding_json(std::string& out, const Binding& b) {
   out.clear();
   out.reserve(256 + b.contact.size() + b.user_agent.size());
-  out += '{';
-  append_field(out, "contact", b.contact);
-  append_field(out, "key", b.key);
-  append_field(out, "call_id", b.call_id);
-  append_field(out, "cseq", static_cast<long long>(b.cseq));
-  append_field(out, "branch", b.branch);
-  append_field(out, "expires_at", static_cast<long long>(b.expires_at));
+  append_field(out, "{\"contact\":", b.contact);
+  append_field(out, ",\"key\":", b.key);
+  append_field(out, ",\"call_id\":", b.call_id);
+  append_field(out, ",\"cseq\":", static_cast<long long>(b.cseq));
+  append_field(out, ",\"branch\":", b.branch);
+  append_field(out, ",\"expires_at\":", static_cast<long long>(b.expires_at));
   // Fields at their default (no q, no instance, no attrs) are left out: a reader takes an
   // absent field as its default, and most bindings have them so.
-  if (b.q_milli != -1) append_field(out, "q_milli", static_cast<long long>(b.q_milli));
-  append_field(out, "received", b.received);
-  if (!b.flow.empty()) append_field(out, "flow", b.flow);
-  append_field(out, "user_agent", b.user_agent);
-  if (!b.instance.empty()) append_field(out, "instance", b.instance);
-  append_field(out, "node", b.node);
-  append_field(out, "registered_at", static_cast<long long>(b.registered_at));
+  if (b.q_milli != -1) append_field(out, ",\"q_milli\":", static_cast<long long>(b.q_milli));
+  append_field(out, ",\"received\":", b.received);
+  if (!b.flow.empty()) append_field(out, ",\"flow\":", b.flow);
+  append_field(out, ",\"user_agent\":", b.user_agent);
+  if (!b.instance.empty()) append_field(out, ",\"instance\":", b.instance);
+  append_field(out, ",\"node\":", b.node);
+  append_field(out, ",\"registered_at\":", static_cast<long long>(b.registered_at));
   if (!b.attrs.empty()) {
     out += ",\"attrs\":{";
     bool first = true;
