@@ -126,7 +126,7 @@ bool SqliteStore::init(const StoreSettings& settings, event_base* loop, std::str
     return false;
   }
   if (!migrate(error)) return false;
-  // Files created before 2026-11-24 have an index on expires_at. It served only the purge
+  // Files made by earlier versions have an index on expires_at. It served only the purge
   // every 30 s, yet every binding write had to move its entry: measured ~25 % of the cost of a
   // write. The purge scans instead (a few ms per 100,000 bindings). Dropping it needs no schema
   // version, so an older relais still opens the file.
