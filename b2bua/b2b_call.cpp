@@ -8,6 +8,7 @@
 #include <sofia-sip/su_alloc.h>
 
 #include "call_engine.hpp"
+#include "call_memory.hpp"
 #include "log.hpp"
 
 namespace relais {
@@ -46,20 +47,24 @@ B2bCall::~B2bCall() {
 
 bool B2bCall::accept_leg() {
   const sip_t* sip = invite_->sip();
-  // A server dialog: our local party is the request's To, the remote party its From.
-  a_leg_ = nta_leg_tcreate(engine_.agent(), on_leg_request, reinterpret_cast<nta_leg_magic_t*>(this),
-                           SIPTAG_CALL_ID(sip->sip_call_id), SIPTAG_FROM(sip->sip_to), SIPTAG_TO(sip->sip_from),
-                           TAG_END());
-  if (!a_leg_) return false;
-  nta_leg_tag(a_leg_, nullptr);
+  {
+    CallMemory memory;  // the dialog leg and these copies live as long as the call
+    // A server dialog: our local party is the request's To, the remote party its From.
+    a_leg_ = nta_leg_tcreate(engine_.agent(), on_leg_request, reinterpret_cast<nta_leg_magic_t*>(this),
+                             SIPTAG_CALL_ID(sip->sip_call_id), SIPTAG_FROM(sip->sip_to), SIPTAG_TO(sip->sip_from),
+                             TAG_END());
+    if (!a_leg_) return false;
+    nta_leg_tag(a_leg_, nullptr);
+    nta_leg_server_route(a_leg_, sip->sip_record_route, sip->sip_contact);
+    caller_tag_ = sip->sip_from && sip->sip_from->a_tag ? sip->sip_from->a_tag : "";
+    const url_t* from = sip->sip_from ? sip->sip_from->a_url : nullptr;
+    caller_user_ = from && from->url_user ? from->url_user : "";
+    caller_display_ = sip->sip_from && sip->sip_from->a_display ? sip->sip_from->a_display : "";
+    caller_facing_host_ = sip->sip_request->rq_url->url_host ? sip->sip_request->rq_url->url_host : "";
+  }
+  // Into the transaction's memory, which goes a few seconds after the ACK.
   nta_incoming_tag(invite_->irq(), nta_leg_get_tag(a_leg_));
-  nta_leg_server_route(a_leg_, sip->sip_record_route, sip->sip_contact);
   nta_incoming_bind(invite_->irq(), on_a_invite_event, reinterpret_cast<nta_incoming_magic_t*>(this));
-  caller_tag_ = sip->sip_from && sip->sip_from->a_tag ? sip->sip_from->a_tag : "";
-  const url_t* from = sip->sip_from ? sip->sip_from->a_url : nullptr;
-  caller_user_ = from && from->url_user ? from->url_user : "";
-  caller_display_ = sip->sip_from && sip->sip_from->a_display ? sip->sip_from->a_display : "";
-  caller_facing_host_ = sip->sip_request->rq_url->url_host ? sip->sip_request->rq_url->url_host : "";
   return true;
 }
 
@@ -67,7 +72,10 @@ void B2bCall::release_invite() {
   if (!invite_ || !invite_->msg() || !invite_->answered()) return;
   su_home_t home[1] = {SU_HOME_INIT(home)};
   size_t len = 0;
-  if (char* text = msg_as_string(home, invite_->msg(), nullptr, 0, &len)) invite_text_.assign(text, len);
+  if (char* text = msg_as_string(home, invite_->msg(), nullptr, 0, &len)) {
+    CallMemory memory;
+    invite_text_.assign(text, len);
+  }
   su_home_deinit(home);
   invite_->release_transaction();
 }

@@ -6,8 +6,12 @@
 #include <sofia-sip/sip_status.h>
 #include <sofia-sip/su_alloc.h>
 
+#include <algorithm>
+#include <optional>
+
 #include "b2b_call.hpp"
 #include "call_engine.hpp"
+#include "call_memory.hpp"
 #include "digest_client.hpp"
 #include "log.hpp"
 #include "sip_stack.hpp"
@@ -30,14 +34,21 @@ int failure_rank(int code) {
 bool B2bCall::dial(DialPlan plan, DialOptions options, std::function<void(const DialResult&)> done) {
   // A locally answered caller (menu, voicemail) can still be bridged to a callee.
   if (dialing_ || (answered_ && !local_answer_) || bridged_ || finished_ || plan.empty()) return false;
-  plan_ = std::move(plan);
-  options_ = std::move(options);
-  dial_done_ = std::move(done);
+  {
+    // Copied into the call's memory: the plan and options were built among short-lived objects.
+    CallMemory memory;
+    plan_ = plan;
+    options_ = options;
+    dial_done_ = std::move(done);
+    if (!stage_timer_) stage_timer_ = evtimer_new(engine_.base(), on_stage_timeout, this);
+    size_t widest = 0;
+    for (const auto& stage : plan_) widest = std::max(widest, stage.size());
+    b_legs_.reserve(widest);
+  }
   dialing_ = true;
   stage_ = 0;
   last_failure_code_ = 0;
   last_failure_reason_.clear();
-  if (!stage_timer_) stage_timer_ = evtimer_new(engine_.base(), on_stage_timeout, this);
   std::string offer = payload_of(invite_->sip());
   if (!engine_.media() || media_offered_ || offer.empty()) {
     start_stage();
@@ -50,7 +61,7 @@ bool B2bCall::dial(DialPlan plan, DialOptions options, std::function<void(const 
       log_error("call.media_failed").kv("call", c.id_).kv("call_id", c.call_id_).kv("error", error);
       return c.fail_dial(503, "Media Relay Unavailable");
     }
-    c.b_offer_sdp_ = sdp;
+    assign_call_string(c.b_offer_sdp_, sdp);
     c.media_offered_ = true;
     c.start_stage();
   });
@@ -67,6 +78,7 @@ void B2bCall::start_stage() {
 }
 
 bool B2bCall::start_leg(const std::string& target) {
+  std::optional<CallMemory> memory(std::in_place);  // the leg, not its INVITE transaction
   auto leg = std::make_unique<BLeg>();
   leg->call = this;
   leg->target = target;
@@ -142,6 +154,7 @@ bool B2bCall::start_leg(const std::string& target) {
   su_home_deinit(home);
   if (!leg->leg) return false;
   nta_leg_tag(leg->leg, nullptr);
+  memory.reset();
   if (!send_invite(*leg, "", false)) {
     nta_leg_destroy(leg->leg);
     last_failure_code_ = 503;
@@ -220,11 +233,14 @@ void B2bCall::b_answered(BLeg& leg, const sip_t* sip) {
     send_ack(leg.leg);  // a retransmitted 2xx: our ACK was lost
     return;
   }
-  nta_leg_rtag(leg.leg, sip->sip_to ? sip->sip_to->a_tag : nullptr);
-  nta_leg_client_route(leg.leg, sip->sip_record_route, sip->sip_contact);
+  {
+    CallMemory memory;  // into the leg's memory, which lives as long as the call
+    nta_leg_rtag(leg.leg, sip->sip_to ? sip->sip_to->a_tag : nullptr);
+    nta_leg_client_route(leg.leg, sip->sip_record_route, sip->sip_contact);
+    leg.remote_tag = sip->sip_to && sip->sip_to->a_tag ? sip->sip_to->a_tag : "";
+  }
   send_ack(leg.leg);
   leg.answered = true;
-  leg.remote_tag = sip->sip_to && sip->sip_to->a_tag ? sip->sip_to->a_tag : "";
   if (bridged_ || (answered_ && !local_answer_) || finished_ || caller_gone_) {
     // Another fork won, or the caller left while this 2xx was on its way.
     send_bye(leg.leg);

@@ -10,6 +10,7 @@
 
 #include "b2b_call.hpp"
 #include "call_engine.hpp"
+#include "call_memory.hpp"
 #include "log.hpp"
 
 namespace relais {
@@ -176,7 +177,7 @@ void B2bCall::answer_locally(std::function<void(const std::string&)> done) {
     if (c.finished_ || c.caller_gone_ || c.invite_->answered()) return done("the caller hung up");
     c.answered_ = true;
     c.local_answer_ = true;
-    c.local_sdp_ = sdp;
+    assign_call_string(c.local_sdp_, sdp);
     std::string contact = c.our_contact();
     c.invite_->respond(SIP_200_OK, SIPTAG_CONTACT_STR(contact.c_str()), SIPTAG_CONTENT_TYPE_STR("application/sdp"),
                        SIPTAG_PAYLOAD_STR(sdp.c_str()), TAG_END());
@@ -186,7 +187,7 @@ void B2bCall::answer_locally(std::function<void(const std::string&)> done) {
     done("");
   };
   auto after_offer = [answer, our_tag, answered](B2bCall& c) {
-    c.b_offer_sdp_ = keep_formats(c.b_offer_sdp_, c.local_pt_, c.local_event_pt_);
+    assign_call_string(c.b_offer_sdp_, keep_formats(c.b_offer_sdp_, c.local_pt_, c.local_event_pt_));
     c.media_request("answer", c.caller_tag(), our_tag, answer, answered);
   };
   if (media_offered_) return after_offer(*this);
@@ -195,7 +196,7 @@ void B2bCall::answer_locally(std::function<void(const std::string&)> done) {
       c.local_answering_ = false;
       return done(error);
     }
-    c.b_offer_sdp_ = sdp;
+    assign_call_string(c.b_offer_sdp_, sdp);
     c.media_offered_ = true;
     after_offer(c);
   });
@@ -239,7 +240,7 @@ void B2bCall::local_request(const SipRequestPtr& request) {
         request->respond(500, "Media Relay Unavailable");
         return;
       }
-      c.local_sdp_ = sdp;
+      assign_call_string(c.local_sdp_, sdp);
       std::string contact = c.our_contact();
       request->respond(SIP_200_OK, SIPTAG_CONTACT_STR(contact.c_str()), SIPTAG_CONTENT_TYPE_STR("application/sdp"),
                        SIPTAG_PAYLOAD_STR(sdp.c_str()), TAG_END());

@@ -6,6 +6,7 @@
 
 #include "b2b_call.hpp"
 #include "call_engine.hpp"
+#include "call_memory.hpp"
 #include "log.hpp"
 #include "srtp_policy.hpp"
 
@@ -111,7 +112,7 @@ void B2bCall::relay_response_to_caller(BLeg& leg, const sip_t* sip) {
                        TAG_IF(!body.empty(), SIPTAG_PAYLOAD_STR(body.c_str())), TAG_END());
   };
   if (sdp.empty() || !engine_.media()) return send(*this, sdp);
-  leg.remote_tag = sip->sip_to && sip->sip_to->a_tag ? sip->sip_to->a_tag : "";
+  assign_call_string(leg.remote_tag, sip->sip_to && sip->sip_to->a_tag ? sip->sip_to->a_tag : "");
   media_request("answer", caller_tag(), leg.remote_tag, sdp, [status, send](B2bCall& c, const std::string& error, const std::string& body) {
     if (error.empty()) return send(c, body);
     log_error("call.media_failed").kv("call", c.id_).kv("call_id", c.call_id_).kv("error", error);

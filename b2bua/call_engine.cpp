@@ -11,6 +11,7 @@
 
 #include <algorithm>
 
+#include "call_memory.hpp"
 #include "event_loop.hpp"
 #include "log.hpp"
 #include "local_contact.hpp"
@@ -206,13 +207,17 @@ void CallEngine::start_call(const SipRequestPtr& request, const std::string& aut
     return;
   }
   uint64_t id = next_id_++;
-  auto ctx = std::make_unique<Context>();
-  ctx->id = id;
-  ctx->engine = this;
-  ctx->auth_user = auth_user;
-  ctx->from_trunk = from_trunk;
-  if (!from_trunk.empty()) ctx->trunks.push_back(from_trunk);
-  ctx->call = std::make_unique<B2bCall>(*this, id, request);
+  std::unique_ptr<Context> ctx;
+  {
+    CallMemory memory;  // what the call keeps while it is up: not among the setup's messages
+    ctx = std::make_unique<Context>();
+    ctx->id = id;
+    ctx->engine = this;
+    ctx->auth_user = auth_user;
+    ctx->from_trunk = from_trunk;
+    if (!from_trunk.empty()) ctx->trunks.push_back(from_trunk);
+    ctx->call = std::make_unique<B2bCall>(*this, id, request);
+  }
   if (!ctx->call->accept_leg()) {
     limits_.release_user(auth_user);
     if (!from_trunk.empty()) limits_.release_trunk(from_trunk);
@@ -227,8 +232,11 @@ void CallEngine::start_call(const SipRequestPtr& request, const std::string& aut
       .kv("to", sip->sip_request->rq_url->url_user ? sip->sip_request->rq_url->url_user : "")
       .kv("src", request->source().to_string()).kv("trunk", from_trunk);
   Context& c = *ctx;
-  calls_[id] = std::move(ctx);
-  c.call->set_observer([this, id](B2bCall::Event event, const std::string& digit) { call_event(id, event, digit); });
+  {
+    CallMemory memory;
+    calls_[id] = std::move(ctx);
+    c.call->set_observer([this, id](B2bCall::Event event, const std::string& digit) { call_event(id, event, digit); });
+  }
 
   ScriptStatePtr script = script_.current();
   if (!script || !script->has_hook("on_invite")) return default_route(id);

@@ -14,6 +14,7 @@
 
 #include "authenticator.hpp"
 #include "call_engine.hpp"
+#include "call_memory.hpp"
 #include "config.hpp"
 #include "event_loop.hpp"
 #include "http_api.hpp"
@@ -153,6 +154,7 @@ void raise_fd_limit() {
 }
 
 int run(const std::string& path, const std::vector<std::string>& overrides) {
+  init_call_memory();  // before any call: its long-lived state goes to its own arena
   Config cfg;
   std::string error;
   if (!load_config(path, overrides, cfg, error)) {

@@ -24,6 +24,7 @@
 
 #include <event2/event.h>
 
+#include "call_memory.hpp"
 #include "event_loop.hpp"
 #include "log.hpp"
 #include "request_limits.hpp"
@@ -270,7 +271,11 @@ void SipStack::dispatch(msg_t* msg, sip_t* sip) {
   } else {
     nta_incoming_t* irq = nta_incoming_create(agent_, nullptr, msg, sip, TAG_END());
     if (!irq) return;  // nta freed msg
-    request = std::make_shared<SipRequest>(irq, sip);
+    {
+      std::optional<CallMemory> memory;  // an INVITE's request object lives as long as its call
+      if (m == sip_method_invite) memory.emplace();
+      request = std::make_shared<SipRequest>(irq, sip);
+    }
     request->leave_callback();  // not inside a leg callback: we destroy the transaction
     // `msg` now belongs to the transaction (nta_incoming_create took it over).
   }
