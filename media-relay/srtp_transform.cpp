@@ -137,6 +137,12 @@ SrtpTransform::Stream* SrtpTransform::find(uint32_t ssrc) {
   return nullptr;
 }
 
+SrtpTransform::Stream* SrtpTransform::add(const Stream& stream) {
+  streams_.push_back(stream);
+  last_ = streams_.size() - 1;
+  return &streams_.back();
+}
+
 // RFC 3711 §3.3.1: the rollover counter v that puts seq closest to the highest index seen.
 uint64_t SrtpTransform::estimate(const Stream& s, uint16_t seq, uint32_t& roc) const {
   roc = s.roc;
@@ -177,10 +183,9 @@ SrtpTransform::Result SrtpTransform::protect_rtp(uint8_t* data, uint32_t& len) {
   Stream* s = find(ssrc);
   if (!s) {
     if (streams_.size() >= SrtpSession::kMaxSsrcs) return Result::too_many_ssrcs;
-    streams_.push_back(Stream{});
-    s = &streams_.back();
-    s->ssrc = ssrc;
-    last_ = streams_.size() - 1;
+    Stream fresh;
+    fresh.ssrc = ssrc;
+    s = add(fresh);
   }
   uint32_t roc = 0;
   uint64_t index = estimate(*s, seq, roc);
@@ -221,11 +226,7 @@ SrtpTransform::Result SrtpTransform::unprotect_rtp(uint8_t* data, uint32_t& len)
   if (CRYPTO_memcmp(mac, data + n, tag_len_) != 0) return Result::auth_failed;
   if (!crypt(rtp_, ssrc, index, data + h, n - h)) return Result::malformed;
   len = static_cast<uint32_t>(n);
-  if (s == &fresh) {
-    streams_.push_back(fresh);
-    s = &streams_.back();
-    last_ = streams_.size() - 1;
-  }
+  if (s == &fresh) s = add(fresh);
   s->rtp.accept(index);
   if (!s->started || index > ((uint64_t(s->roc) << 16) | s->s_l)) s->roc = roc, s->s_l = seq;
   s->started = true;
@@ -240,10 +241,9 @@ SrtpTransform::Result SrtpTransform::protect_rtcp(uint8_t* data, uint32_t& len) 
   Stream* s = find(ssrc);
   if (!s) {
     if (streams_.size() >= SrtpSession::kMaxSsrcs) return Result::too_many_ssrcs;
-    streams_.push_back(Stream{});
-    s = &streams_.back();
-    s->ssrc = ssrc;
-    last_ = streams_.size() - 1;
+    Stream fresh;
+    fresh.ssrc = ssrc;
+    s = add(fresh);
   }
   uint32_t index = s->rtcp_next & 0x7fffffff;
   if (!crypt(rtcp_, ssrc, index, data + 8, len - 8)) return Result::malformed;
@@ -276,11 +276,7 @@ SrtpTransform::Result SrtpTransform::unprotect_rtcp(uint8_t* data, uint32_t& len
   if (CRYPTO_memcmp(mac, data + n, 10) != 0) return Result::auth_failed;
   if ((e_index & 0x80000000u) && !crypt(rtcp_, ssrc, index, data + 8, n - 4 - 8)) return Result::malformed;
   len = static_cast<uint32_t>(n - 4);
-  if (s == &fresh) {
-    streams_.push_back(fresh);
-    s = &streams_.back();
-    last_ = streams_.size() - 1;
-  }
+  if (s == &fresh) s = add(fresh);
   s->rtcp.accept(index);
   return Result::ok;
 }

@@ -60,6 +60,7 @@ class SrtpTransform {
   SrtpTransform() = default;
   bool derive(const SrtpKey& key, int label_base, Keys& out);
   Stream* find(uint32_t ssrc);
+  Stream* add(const Stream& stream);  // the caller checked kMaxSsrcs; becomes the cached last_
   uint64_t estimate(const Stream& s, uint16_t seq, uint32_t& roc) const;
   bool crypt(Keys& k, uint32_t ssrc, uint64_t index, uint8_t* data, size_t n);
   bool tag(Keys& k, const uint8_t* data, size_t n, const uint8_t* extra, size_t extra_n, uint8_t out[20]);
