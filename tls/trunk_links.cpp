@@ -156,8 +156,4 @@ TrunkLinks::State TrunkLinks::lookup(const std::string& trunk, std::string& rout
   return State::up;
 }
 
-size_t TrunkLinks::up_count() const {
-  return static_cast<size_t>(std::count_if(links_.begin(), links_.end(), [](const auto& e) { return e.second->up; }));
-}
-
 }  // namespace relais

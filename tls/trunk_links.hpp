@@ -44,8 +44,6 @@ class TrunkLinks {
   // Called when a link (re)connects, e.g. to register at once rather than at the next retry.
   void on_up(std::function<void(const std::string& trunk)> callback) { on_up_ = std::move(callback); }
 
-  size_t up_count() const;
-
  private:
   struct Link {
     TrunkLinks* owner = nullptr;
