@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "mail_sender.hpp"
+#include "sdes.hpp"
 
 extern char** environ;
 
@@ -141,29 +142,15 @@ struct Port {
   }
 };
 
-int b64_value(char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == '/') return 63;
-  return -1;
-}
-
+// A MIME base64 body: its lines joined, then decoded by the relay's RFC 4648 decoder.
 std::string base64_decode(std::string_view in) {
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (char c : in) {
-    int v = b64_value(c);
-    if (v < 0) continue;  // line breaks, padding
-    acc = acc << 6 | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out += static_cast<char>(acc >> bits & 0xff);
-    }
-  }
+  std::string text;
+  for (char c : in)
+    if (c != '\r' && c != '\n') text += c;
+  std::string out(text.size() / 4 * 3 + 3, '\0');
+  size_t len = 0;
+  if (!relais::media::base64_decode(text, reinterpret_cast<uint8_t*>(out.data()), out.size(), len)) return "<bad base64>";
+  out.resize(len);
   return out;
 }
 
