@@ -66,11 +66,24 @@ def free_media_port():
     fail("no free media port pair found")
 
 
+def _ephemeral_low():
+    """The first port of the kernel's ephemeral range (free_port's ports come from it)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port_range(count, host="127.0.0.1"):
-    """A run of `count` consecutive UDP ports (even start) that are free now, in 20000-59999."""
+    """A run of `count` consecutive UDP ports (even start) that are free now, from 20000 up to
+    the kernel's ephemeral range. A relay binds its range call by call, later: inside the
+    ephemeral range a port free_port() handed to a parallel test's sipp could be taken by then
+    (seen: sipp -mp failing with EADDRINUSE in test_media_call under ctest -j2)."""
     import random
+    top = max(_ephemeral_low(), 20000 + count + 2)
     for _ in range(200):
-        start = random.randrange(20000, 60000 - count) & ~1
+        start = random.randrange(20000, top - count) & ~1
         if all(_bindable(socket.AF_INET, socket.SOCK_DGRAM, host, p) for p in range(start, start + count)):
             return start, start + count - 1
     fail("no free UDP port range of %d found" % count)

@@ -65,8 +65,8 @@ end
 
 def run_with(checks, kind):
     ng_port = h.free_port(tcp=False)
-    base = 30000 + (os.getpid() % 200) * 100 + (0 if kind == "rtpengine" else 50)
-    ports = (base, base + 40)
+    # Below the ephemeral range, where the sipps' free_media_port() ports come from.
+    ports = h.free_port_range(41)
     relay = Relay(kind, ng_port, ports).start()
     uas_port = h.free_port()
     relais = h.Relais(name="media-" + kind, script=SCRIPT % uas_port, config={
