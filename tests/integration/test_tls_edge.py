@@ -219,6 +219,8 @@ def test(checks):
                 r, _ = c.register("110", h.user_password("110"), contacts=["<%s>" % contact], expires=300)
                 h.expect_status(r, 200, "REGISTER over TCP through the edge")
                 h.expect_contacts(h.bindings_of(c, "110"), {contact: (280, 300)}, "query over TCP")
+            # The 200 can reach us before relais's log line reaches the harness's reader.
+            relais.wait_log("event=register.ok aor=110@", timeout=5, what="register.ok of 110")
             via = [l for l in relais.log_lines() if "event=register.ok aor=110@" in l]
             if not via or "src=tcp:127.0.0.1:%d" % c.local_port not in via[-1]:
                 h.fail("the registrar did not see the phone's own address: %s" % via[-1:])
