@@ -9,7 +9,7 @@ DEPS := build-essential cmake pkg-config libsofia-sip-ua-dev libluajit-5.1-dev l
         libhiredis-dev libsqlite3-dev libssl-dev nlohmann-json3-dev doctest-dev \
         libjemalloc-dev sip-tester baresip-core redis-server kamailio rtpengine-daemon tshark \
         sox python3 sqlite3 libsndfile1-dev libspandsp-dev espeak-ng libcurl4-openssl-dev \
-        libsrtp2-dev liburing-dev kamailio-tls-modules
+        libsrtp2-dev liburing-dev kamailio-tls-modules libxdp-dev libbpf-dev
 
 .PHONY: all deps build run test bench clean sanitize
 

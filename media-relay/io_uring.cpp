@@ -16,7 +16,7 @@ namespace {
 
 // user_data: the kind in the top bits; a receive also carries its socket's port and generation.
 constexpr uint64_t kKindShift = 60;
-constexpr uint64_t kRecv = 1, kSend = 2, kWake = 3, kIgnore = 4;
+constexpr uint64_t kRecv = 1, kSend = 2, kWake = 3, kIgnore = 4, kWatch = 5;
 constexpr uint64_t kPayloadMask = (1ull << kKindShift) - 1;
 constexpr unsigned kBufferGroup = 0;
 
@@ -91,6 +91,14 @@ void UringIo::arm_wake() {
   if (io_uring_sqe* s = sqe()) {
     io_uring_prep_poll_multishot(s, wake_fd_, POLLIN);
     io_uring_sqe_set_data64(s, tag(kWake, 0));
+  }
+}
+
+void UringIo::watch(int fd) {
+  watch_fd_ = fd;
+  if (io_uring_sqe* s = sqe()) {
+    io_uring_prep_poll_multishot(s, fd, POLLIN);
+    io_uring_sqe_set_data64(s, tag(kWatch, 0));
   }
 }
 
@@ -209,6 +217,11 @@ RecvResult UringIo::recv_batch(std::span<Packet> out, int timeout_ms) {
     if (kind == kWake) {
       result.woken = true;
       if (!(cqe->flags & IORING_CQE_F_MORE)) arm_wake();  // the kernel ended the multishot poll
+      continue;
+    }
+    if (kind == kWatch) {
+      result.watched = true;
+      if (!(cqe->flags & IORING_CQE_F_MORE)) watch(watch_fd_);
       continue;
     }
     if (kind != kRecv) continue;

@@ -32,6 +32,8 @@ class UringIo final : public PacketIo {
   void detach(uint16_t local_port) override;
   RecvResult recv_batch(std::span<Packet> out, int timeout_ms) override;
   size_t send_batch(std::span<const Packet> batch) override;
+  // Also waits for fd to become readable (a multishot poll), reported as RecvResult::watched.
+  void watch(int fd);
 
  private:
   static constexpr unsigned kRxBuffers = 1024;                // provided receive buffers (power of 2)
@@ -75,6 +77,7 @@ class UringIo final : public PacketIo {
   std::vector<uint16_t> rearm_;
   uint32_t next_generation_ = 1;
   int wake_fd_ = -1;
+  int watch_fd_ = -1;
 };
 
 }  // namespace relais::media

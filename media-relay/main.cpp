@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <exception>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -19,6 +20,7 @@
 #include "relay_engine.hpp"
 #include "session.hpp"
 #include "udp_socket.hpp"
+#include "xdp_program.hpp"
 
 #ifndef RELAIS_MEDIA_VERSION
 #define RELAIS_MEDIA_VERSION "0.1.0"
@@ -67,6 +69,23 @@ int main(int argc, char** argv) {
   if (!ng) {
     Log(LogLevel::error, "startup.failed").kv("reason", error);
     return 1;
+  }
+  // --io xdp: the XDP program outlives the workers (their AF_XDP sockets sit in its map).
+  std::unique_ptr<XdpProgram> xdp;
+  if (opts.worker.io == IoBackend::xdp) {
+    std::string interface = opts.xdp_interface.empty() ? interface_of(opts.address) : opts.xdp_interface;
+    if (interface.empty()) {
+      Log(LogLevel::error, "startup.failed").kv("reason", "--io xdp: no interface holds " + opts.address + " (use --xdp-interface)");
+      return 1;
+    }
+    xdp = XdpProgram::create(interface, opts.address, opts.xdp_mode, error);
+    if (!xdp) {
+      Log(LogLevel::error, "startup.failed").kv("reason", "--io xdp: " + error);
+      return 1;
+    }
+    opts.worker.xdp = xdp.get();
+    Log(LogLevel::info, "xdp.attached").kv("interface", interface).kv("mode", xdp->mode_name())
+        .kv("queues", xdp->queues());
   }
   try {
     // Declaration order is shutdown order reversed: the media services finalise recordings

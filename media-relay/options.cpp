@@ -23,8 +23,13 @@ const char* usage() {
          "  --address IP        IPv4 bound for RTP and announced in SDP, default 127.0.0.1\n"
          "  --ports MIN-MAX     relay port range, default 30000-39999\n"
          "  --workers N         packet worker threads, default one per core\n"
-         "  --io BACKEND        auto|uring|mmsg: packet I/O, default auto (io_uring when the\n"
-         "                      kernel has multishot receives, Linux >= 6.0; else recvmmsg)\n"
+         "  --io BACKEND        auto|uring|mmsg|xdp: packet I/O, default auto (io_uring when the\n"
+         "                      kernel has multishot receives, Linux >= 6.0; else recvmmsg).\n"
+         "                      xdp: AF_XDP kernel bypass for relay ports (root; one worker\n"
+         "                      per receive queue of the interface, the rest use io_uring)\n"
+         "  --xdp-interface IF  --io xdp: the interface, default the one holding --address\n"
+         "  --xdp-mode MODE     --io xdp: auto|native|skb, default auto (native if the driver\n"
+         "                      has XDP, else generic skb mode)\n"
          "  --realtime PRIO     run the packet threads SCHED_FIFO at PRIO (1-99; needs\n"
          "                      CAP_SYS_NICE or an rtprio limit), default off\n"
          "  --timeout SECONDS   delete a call without packets for this long, default 60\n"
@@ -64,7 +69,16 @@ bool parse_options(const std::vector<std::string>& args, Options& o, std::string
       if (v == "auto") o.worker.io = IoBackend::automatic;
       else if (v == "uring") o.worker.io = IoBackend::uring;
       else if (v == "mmsg") o.worker.io = IoBackend::mmsg;
-      else return error = "bad --io " + v + " (auto, uring or mmsg)", false;
+      else if (v == "xdp") o.worker.io = IoBackend::xdp;
+      else return error = "bad --io " + v + " (auto, uring, mmsg or xdp)", false;
+    } else if (a == "--xdp-interface") {
+      if (v.empty() || v.size() >= 16) return error = "bad --xdp-interface " + v, false;
+      o.xdp_interface = v;
+    } else if (a == "--xdp-mode") {
+      if (v == "auto") o.xdp_mode = XdpMode::automatic;
+      else if (v == "native") o.xdp_mode = XdpMode::native;
+      else if (v == "skb") o.xdp_mode = XdpMode::skb;
+      else return error = "bad --xdp-mode " + v + " (auto, native or skb)", false;
     } else if (a == "--realtime") {
       if (!to_int(v, 1, 99, n)) return error = "bad --realtime " + v + " (1-99)", false;
       o.worker.realtime_priority = static_cast<int>(n);

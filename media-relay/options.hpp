@@ -7,6 +7,7 @@
 
 #include "media_log.hpp"
 #include "packet_io.hpp"
+#include "xdp_program.hpp"
 
 namespace relais::media {
 
@@ -15,7 +16,9 @@ struct Options {
   std::string address = "127.0.0.1"; // bound for RTP and written into SDP
   uint16_t port_min = 30000, port_max = 39999;
   int workers = 0;                    // 0 = one per core
-  WorkerSettings worker;              // --io auto|uring|mmsg, --realtime PRIO
+  WorkerSettings worker;              // --io auto|uring|mmsg|xdp, --realtime PRIO
+  std::string xdp_interface;          // --io xdp: empty = the interface holding --address
+  XdpMode xdp_mode = XdpMode::automatic;
   int timeout_s = 60;
   LogLevel log_level = LogLevel::info;
   bool help = false, version = false;

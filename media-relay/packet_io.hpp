@@ -27,16 +27,20 @@ struct Packet {
 struct RecvResult {
   size_t count = 0;
   bool woken = false;       // the wake-up fd fired (new work in the worker's queue)
+  bool watched = false;     // a descriptor given to UringIo::watch() became readable
 };
 
 // Which backend a worker uses: io_uring when the kernel supports what io_uring.cpp needs
 // (automatic), or one of them by name (relais-media --io).
-enum class IoBackend { automatic, uring, mmsg };
+enum class IoBackend { automatic, uring, mmsg, xdp };
+
+class XdpProgram;
 
 // How each worker thread runs (relais-media --io, --realtime).
 struct WorkerSettings {
   IoBackend io = IoBackend::automatic;
   int realtime_priority = 0;  // 1..99: SCHED_FIFO for the packet threads; 0: the default policy
+  XdpProgram* xdp = nullptr;  // io == xdp: the attached program (owned by main), see io_xdp.hpp
 };
 
 class PacketIo {
@@ -55,6 +59,8 @@ class PacketIo {
   // Sends every packet (best effort: a full socket buffer drops, as the network would);
   // returns how many the kernel took (io_uring: how many were queued for it).
   virtual size_t send_batch(std::span<const Packet> batch) = 0;
+  // One log line with the backend's own counters, when the worker stops (optional).
+  virtual void report(int /*worker*/) const {}
 };
 
 }  // namespace relais::media

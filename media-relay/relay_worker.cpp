@@ -14,6 +14,7 @@
 
 #include "io_mmsg.hpp"
 #include "io_uring.hpp"
+#include "io_xdp.hpp"
 #include "media_log.hpp"
 
 namespace relais::media {
@@ -57,7 +58,23 @@ void RelayWorker::start() {
         Log(LogLevel::warn, "worker.realtime_refused").kv("worker", index_).kv("priority", settings_.realtime_priority)
             .kv("reason", strerror(e));
     }
-    if (settings_.io != IoBackend::mmsg) {
+    if (settings_.io == IoBackend::xdp) {
+      XdpProgram* xdp = settings_.xdp;
+      if (xdp && static_cast<unsigned>(index_) < xdp->queues()) {
+        std::unique_ptr<UringIo> sockets = UringIo::create(wake_.fd(), batch_, error);
+        if (!sockets) return built.set_value("AF_XDP needs io_uring for the kernel sockets: " + error);
+        std::unique_ptr<XdpIo> io = XdpIo::create(*xdp, static_cast<unsigned>(index_), std::move(sockets), batch_, error);
+        if (!io) return built.set_value(error);
+        Log(LogLevel::info, "worker.xdp_ready").kv("worker", index_).kv("interface", xdp->interface())
+            .kv("mode", xdp->mode_name()).kv("zero_copy", io->zero_copy() ? "yes" : "no");
+        io_ = std::move(io);
+        backend_name_ = "xdp";
+      } else {
+        Log(LogLevel::warn, "worker.xdp_no_queue").kv("worker", index_).kv("queues", xdp ? xdp->queues() : 0u)
+            .kv("using", "io_uring");
+      }
+    }
+    if (!io_ && settings_.io != IoBackend::mmsg) {
       io_ = UringIo::create(wake_.fd(), batch_, error);
       if (io_) backend_name_ = "io_uring";
       else if (settings_.io == IoBackend::uring) return built.set_value("io_uring: " + error);
@@ -73,6 +90,7 @@ void RelayWorker::start() {
     }
     built.set_value("");
     run();
+    io_->report(index_);
     io_.reset();  // on the thread that used it
   });
   std::string error = result.get();
