@@ -18,6 +18,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <vector>
 
 namespace relais::media {
@@ -174,6 +175,21 @@ std::unique_ptr<XdpProgram> XdpProgram::create(const std::string& interface, con
   if (sock && ioctl(sock.get(), SIOCGIFHWADDR, &ifr) == 0) std::memcpy(p->mac_.data(), ifr.ifr_hwaddr.sa_data, 6);
   if (sock && ioctl(sock.get(), SIOCGIFADDR, &ifr) == 0)
     p->interface_ip_ = reinterpret_cast<sockaddr_in*>(&ifr.ifr_addr)->sin_addr.s_addr;
+
+  if (sock && ioctl(sock.get(), SIOCGIFFLAGS, &ifr) == 0 && (ifr.ifr_flags & IFF_LOOPBACK)) {
+    // What an AF_XDP socket sends has no route attached; on loopback the kernel's input routing
+    // then drops 127.0.0.0/8 and local source addresses as martians unless these allow them.
+    for (const char* key : {"route_localnet", "accept_local"}) {
+      std::string path = "/proc/sys/net/ipv4/conf/" + interface + "/" + key;
+      std::ifstream in(path);
+      int value = 0;
+      if (!(in >> value) || value == 0)
+        return error = "on loopback AF_XDP needs net.ipv4.conf." + interface + "." + key +
+                       "=1 (sysctl -w net.ipv4.conf." + interface + ".route_localnet=1 net.ipv4.conf." + interface +
+                       ".accept_local=1): the frames it sends would be dropped as martians",
+               nullptr;
+    }
+  }
 
   in_addr match{};
   if (inet_pton(AF_INET, address.c_str(), &match) != 1) return error = "bad address " + address, nullptr;
