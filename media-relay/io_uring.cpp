@@ -102,6 +102,13 @@ void UringIo::watch(int fd) {
   }
 }
 
+void UringIo::queue_kick(int fd) {
+  if (io_uring_sqe* s = sqe()) {
+    io_uring_prep_sendmsg(s, fd, &kick_msg_, MSG_DONTWAIT);
+    io_uring_sqe_set_data64(s, tag(kIgnore, 0));
+  }
+}
+
 // Multishot recvmsg and buffer rings exist since Linux 6.0; an older kernel (or a seccomp
 // policy) may accept the ring and still fail the request. Prove it with one datagram.
 bool UringIo::self_test(std::string& error) {

@@ -34,6 +34,9 @@ class UringIo final : public PacketIo {
   size_t send_batch(std::span<const Packet> batch) override;
   // Also waits for fd to become readable (a multishot poll), reported as RecvResult::watched.
   void watch(int fd);
+  // Queues an empty sendmsg on fd (an AF_XDP socket's transmit kick), submitted by the next
+  // recv_batch's enter together with the wait: one system call for both.
+  void queue_kick(int fd);
 
  private:
   static constexpr unsigned kRxBuffers = 1024;                // provided receive buffers (power of 2)
@@ -71,6 +74,7 @@ class UringIo final : public PacketIo {
   std::unique_ptr<uint8_t[]> rx_mem_;
   std::vector<uint16_t> handed_out_;  // buffers of the last batch, given back at the next one
   msghdr recv_template_{};            // what each multishot recvmsg asks for: an IPv4 name
+  msghdr kick_msg_{};                 // queue_kick's empty message
   std::unique_ptr<TxSlot[]> tx_;
   std::vector<uint32_t> tx_free_;
   std::vector<PortState> ports_;

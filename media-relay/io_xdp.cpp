@@ -160,16 +160,17 @@ void XdpIo::reap_completions() {
 // Generic (copy) mode transmits in the sendto() itself, a bounded number of frames per call;
 // native drivers are woken by it. Stops when the kernel takes nothing more (socket buffer full):
 // the rest goes at the next turn.
+uint32_t XdpIo::tx_pending() const { return tx_.cached_prod - __atomic_load_n(tx_.consumer, __ATOMIC_ACQUIRE); }
+
 void XdpIo::kick_tx() {
   int fd = xsk_socket__fd(xsk_);
   for (int i = 0; i < 256; ++i) {
-    uint32_t before = tx_.cached_prod - __atomic_load_n(tx_.consumer, __ATOMIC_ACQUIRE);
+    uint32_t before = tx_pending();
     if (before == 0) return;
     if (::sendto(fd, nullptr, 0, MSG_DONTWAIT, nullptr, 0) < 0 && errno != EAGAIN && errno != EBUSY &&
         errno != ENOBUFS)
       return;
-    uint32_t after = tx_.cached_prod - __atomic_load_n(tx_.consumer, __ATOMIC_ACQUIRE);
-    if (after >= before) return;
+    if (tx_pending() >= before) return;
   }
 }
 
@@ -250,7 +251,6 @@ RecvResult XdpIo::recv_batch(std::span<Packet> out, int timeout_ms) {
   held_.clear();
   reap_completions();
   refill();
-  kick_tx();  // what the kernel did not take last turn
 
   RecvResult result;
   size_t cap = std::min(out.size(), batch_);
@@ -258,7 +258,13 @@ RecvResult XdpIo::recv_batch(std::span<Packet> out, int timeout_ms) {
   bool xdp_ready = xsk_cons_nb_avail(&rx_, 1) > 0;
   // The kernel sockets (and the wait) cost a system call: skipped while the AF_XDP ring keeps
   // us busy, but never for longer than kSocketPollNs, and not when socket sends are queued.
-  if (!xdp_ready || socket_sends_pending_ || now - last_socket_poll_ >= kSocketPollNs) {
+  bool poll_sockets = !xdp_ready || socket_sends_pending_ || now - last_socket_poll_ >= kSocketPollNs;
+  // Transmit what the last batch queued. When we are about to wait anyway and it fits one kick
+  // (generic mode sends up to 32 frames per call), the kick rides on the wait's enter.
+  uint32_t pending = tx_pending();
+  if (pending && poll_sockets && !xdp_ready && pending <= 32) sockets_->queue_kick(xsk_socket__fd(xsk_));
+  else if (pending) kick_tx();
+  if (poll_sockets) {
     RecvResult s = sockets_->recv_batch(out.first(cap), xdp_ready ? 0 : timeout_ms);
     result.woken = s.woken;
     result.count = s.count;
@@ -350,9 +356,8 @@ size_t XdpIo::send_batch(std::span<const Packet> batch) {
     ++queued;
   }
   if (queued) {
-    xsk_ring_prod__submit(&tx_, queued);
+    xsk_ring_prod__submit(&tx_, queued);  // kicked by the next recv_batch (the worker's next call)
     tx_xdp_ += queued;
-    kick_tx();
   }
   size_t sent = queued;
   if (!by_socket_.empty()) {
@@ -364,6 +369,11 @@ size_t XdpIo::send_batch(std::span<const Packet> batch) {
 }
 
 void XdpIo::report(int worker) const {
+  // The kernel's own counts: datagrams the program redirected that found no room (ring full,
+  // no free frame) never reached us.
+  xdp_statistics st{};
+  socklen_t len = sizeof st;
+  if (getsockopt(xsk_socket__fd(xsk_), SOL_XDP, XDP_STATISTICS, &st, &len) != 0) st = xdp_statistics{};
   Log(LogLevel::info, "worker.xdp")
       .kv("worker", worker)
       .kv("interface", program_.interface())
@@ -375,7 +385,10 @@ void XdpIo::report(int worker) const {
       .kv("rx_bad", static_cast<unsigned long>(rx_bad_))
       .kv("tx_xdp", static_cast<unsigned long>(tx_xdp_))
       .kv("tx_copied", static_cast<unsigned long>(tx_copied_))
-      .kv("tx_socket", static_cast<unsigned long>(tx_socket_));
+      .kv("tx_socket", static_cast<unsigned long>(tx_socket_))
+      .kv("kernel_rx_dropped", static_cast<unsigned long>(st.rx_dropped))
+      .kv("kernel_rx_ring_full", static_cast<unsigned long>(st.rx_ring_full))
+      .kv("kernel_fill_empty", static_cast<unsigned long>(st.rx_fill_ring_empty_descs));
 }
 
 }  // namespace relais::media
