@@ -120,6 +120,7 @@ bool XdpIo::init(std::string& error) {
 }
 
 XdpIo::~XdpIo() {
+  sockets_.reset();  // its ring polls the AF_XDP socket: that reference goes first
   if (xsk_) {
     program_.remove_socket(queue_);
     xsk_socket__delete(xsk_);

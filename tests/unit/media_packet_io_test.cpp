@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "io_mmsg.hpp"
+#include "xdp_program.hpp"
 #include "io_uring.hpp"
 #include "options.hpp"
 #include "udp_socket.hpp"
@@ -134,7 +135,7 @@ TEST_CASE("io_uring backend: receive, send from a port, re-attach, wake-up") {
   exercise(*io, wake.get());
 }
 
-TEST_CASE("relais-media's --io and --realtime options") {
+TEST_CASE("relais-media's --io, --xdp-* and --realtime options") {
   Options o;
   std::string error;
   CHECK(parse_options({"--io", "mmsg", "--realtime", "20"}, o, error));
@@ -144,8 +145,26 @@ TEST_CASE("relais-media's --io and --realtime options") {
   CHECK(parse_options({}, d, error));
   CHECK(d.worker.io == IoBackend::automatic);
   CHECK(d.worker.realtime_priority == 0);
-  CHECK_FALSE(parse_options({"--io", "xdp"}, o, error));
+  CHECK_FALSE(parse_options({"--io", "dpdk"}, o, error));
   CHECK(error.find("--io") != std::string::npos);
+  Options x;
+  CHECK(parse_options({"--io", "xdp", "--xdp-interface", "eth1", "--xdp-mode", "skb"}, x, error));
+  CHECK(x.worker.io == IoBackend::xdp);
+  CHECK(x.xdp_interface == "eth1");
+  CHECK(x.xdp_mode == XdpMode::skb);
+  CHECK(d.xdp_mode == XdpMode::automatic);
+  CHECK(d.xdp_interface.empty());
+  CHECK_FALSE(parse_options({"--xdp-mode", "fast"}, o, error));
+  CHECK_FALSE(parse_options({"--xdp-interface", "an-interface-name-too-long"}, o, error));
   CHECK_FALSE(parse_options({"--realtime", "0"}, o, error));
   CHECK_FALSE(parse_options({"--realtime", "100"}, o, error));
+}
+
+TEST_CASE("--io xdp finds its interface from the address and says why it cannot attach") {
+  CHECK(interface_of("127.0.0.1") == "lo");
+  CHECK(interface_of("0.0.0.0").empty());    // any address: --xdp-interface is needed
+  CHECK(interface_of("192.0.2.77").empty());  // TEST-NET-1: on no interface here
+  std::string error;
+  CHECK_FALSE(XdpProgram::create("nosuchif0", "127.0.0.1", XdpMode::automatic, error));
+  CHECK(error == "no interface nosuchif0");
 }
