@@ -4,6 +4,7 @@ relais-media process on free ports, and RTP/SDP helpers for the test_media_*.py 
 
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -122,6 +123,13 @@ class NgClient:
 # relais-media process
 
 
+# A relais-media --io xdp that fails to start with this is started again, at most
+# XDP_BUSY_RETRIES times (see RelaisMedia.start); the names of those instances are kept here.
+XDP_BUSY = re.compile(r"AF_XDP socket on \S+ queue \d+: Device or resource busy")
+XDP_BUSY_RETRIES = 5
+xdp_busy_restarts = []
+
+
 def relais_media_bin():
     path = os.environ.get("RELAIS_MEDIA_BIN")
     if not path:
@@ -134,7 +142,11 @@ def relais_media_bin():
 
 
 class RelaisMedia(LogBuffer):
-    """A relais-media process on free ports; its stderr is kept (log_lines, wait_log)."""
+    """A relais-media process on free ports; its stderr is kept (log_lines, wait_log).
+
+    RELAIS_MEDIA_EXTRA_ARGS (shell words, e.g. "--io xdp") is added to every instance's command
+    line, before `extra`: a whole test file runs against another configuration unchanged
+    (test_media_xdp.py runs test_media_relay.py's checks with --io xdp that way)."""
 
     def __init__(self, workers=1, timeout=60, ports=64, extra=(), name="relais-media"):
         self.name = name
@@ -143,7 +155,8 @@ class RelaisMedia(LogBuffer):
         self.port_min, self.port_max = free_port_range(ports)
         self.args = [relais_media_bin(), "--ng", "127.0.0.1:%d" % self.ng_port, "--address", "127.0.0.1",
                      "--ports", "%d-%d" % (self.port_min, self.port_max), "--workers", str(workers),
-                     "--timeout", str(timeout), "--log-level", "debug"] + list(extra)
+                     "--timeout", str(timeout), "--log-level", "debug"] + \
+            shlex.split(os.environ.get("RELAIS_MEDIA_EXTRA_ARGS", "")) + list(extra)
         self.proc = None
         self._lines = []
         self._lock = threading.Lock()
@@ -152,17 +165,29 @@ class RelaisMedia(LogBuffer):
         _relais_instances.append(self)
 
     def start(self, ready_timeout=10):
-        self._append("### start: " + " ".join(self.args))
-        self.proc = popen(self.args, cwd=self.workdir, stdin=subprocess.DEVNULL,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self._reader_thread = threading.Thread(target=self._read_stderr, daemon=True)
-        self._reader_thread.start()
-        wait_until(lambda: self.grep("event=ready") or self.proc.poll() is not None,
-                   timeout=ready_timeout, what="relais-media event=ready")
-        if self.proc.poll() is not None:
+        for attempt in range(XDP_BUSY_RETRIES + 1):
+            mark = self.log_mark()
+            self._append("### start: " + " ".join(self.args))
+            self.proc = popen(self.args, cwd=self.workdir, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            self._reader_thread = threading.Thread(target=self._read_stderr, daemon=True)
+            self._reader_thread.start()
+            wait_until(lambda: self.grep("event=ready", mark) or self.proc.poll() is not None,
+                       timeout=ready_timeout, what="relais-media event=ready")
+            if self.proc.poll() is None:
+                return self
+            self._reader_thread.join(timeout=2)
+            busy = [l for l in self.grep("event=startup.failed", mark) if XDP_BUSY.search(l)]
+            if not busy or attempt == XDP_BUSY_RETRIES:
+                break
+            # --io xdp right after another relay on the same queue exited: the kernel releases
+            # that AF_XDP socket's hold on the queue asynchronously (after the process is gone),
+            # and binding meanwhile fails with EBUSY. Counted, so test_media_xdp.py can report it.
+            xdp_busy_restarts.append(self.name)
+            log("relais-media %s: AF_XDP queue still busy from the previous relay, starting again (%s)"
+                % (self.name, busy[0]))
             time.sleep(0.2)
-            fail("relais-media exited with %s at startup:\n%s" % (self.proc.returncode, self.log_tail()))
-        return self
+        fail("relais-media exited with %s at startup:\n%s" % (self.proc.returncode, self.log_tail()))
 
     def rss_kb(self):
         with open("/proc/%d/status" % self.proc.pid) as f:

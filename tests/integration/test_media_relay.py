@@ -30,6 +30,11 @@ def sdp_body(port, video_port=None, ip="127.0.0.1", extra=""):
 
 def udp(port=0):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    # Room for a whole burst (check_flows reads its 50 packets per stream only at the end):
+    # with a generic (skb-mode) XDP program on lo, as under test_media_xdp.py, the kernel
+    # charges every datagram received on lo ~1.9x as much (4352 instead of 2304 bytes for a
+    # video packet), and the default 208 KiB buffer drops the 49th. Twice rmem_max without root.
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
     s.bind(("127.0.0.1", port))
     s.settimeout(0.5)
     return s
