@@ -57,6 +57,23 @@ uint16_t fold(uint64_t acc) {
   return static_cast<uint16_t>(~acc);
 }
 
+// The UDP checksum of a received datagram (ip: its IPv4 header, without options). We write a
+// new checksum when forwarding, so a corrupt datagram must be dropped here, as the kernel's UDP
+// receive would. Accepted: a valid checksum; none (0, allowed over IPv4); or the pseudo-header
+// sum alone, which is what a datagram sent on this host and not yet checksummed carries
+// (CHECKSUM_PARTIAL: loopback, veth, any virtual interface in generic mode) — a corrupt
+// datagram matches that by chance as rarely as it matches a valid checksum.
+bool checksum_ok(const uint8_t* ip, uint16_t udp_len) {
+  const uint8_t* udp = ip + 20;
+  uint16_t field;
+  std::memcpy(&field, udp + 6, 2);
+  if (field == 0) return true;
+  uint64_t pseudo = sum_words(ip + 12, 8, 0) + htons(IPPROTO_UDP) + htons(udp_len);
+  if (fold(sum_words(udp, udp_len, pseudo)) == 0) return true;
+  uint16_t partial = static_cast<uint16_t>(~fold(pseudo));
+  return field == partial;
+}
+
 }  // namespace
 
 XdpIo::XdpIo(XdpProgram& program, unsigned queue, std::unique_ptr<UringIo> sockets, size_t batch)
@@ -90,7 +107,15 @@ bool XdpIo::init(std::string& error) {
   scfg.libxdp_flags = XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD;  // ours is attached (XdpProgram)
   // Native mode lets the kernel pick zero-copy where the driver has it; generic mode copies.
   scfg.bind_flags = program_.native() ? 0 : XDP_COPY;
-  if (int r = xsk_socket__create(&xsk_, program_.interface().c_str(), queue_, umem_, &rx_, &tx_, &scfg); r < 0) {
+  // A previous relais-media that just exited may still hold the queue: the kernel releases an
+  // AF_XDP socket's binding asynchronously after its last reference goes. Wait up to 2 s.
+  int r = 0;
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    r = xsk_socket__create(&xsk_, program_.interface().c_str(), queue_, umem_, &rx_, &tx_, &scfg);
+    if (r != -EBUSY) break;
+    usleep(10'000);
+  }
+  if (r < 0) {
     xsk_ = nullptr;
     return error = "AF_XDP socket on " + program_.interface() + " queue " + std::to_string(queue_) + ": " +
                    strerror(-r), false;
@@ -224,7 +249,7 @@ size_t XdpIo::take_rx(std::span<Packet> out) {
     }
     const uint8_t* udp = f + 34;
     uint16_t udp_len = load16(udp + 4);
-    if (udp_len < 8 || 34u + udp_len > len) {
+    if (udp_len < 8 || 34u + udp_len > len || !checksum_ok(f + 14, udp_len)) {
       ++rx_bad_;
       continue;
     }

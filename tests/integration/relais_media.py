@@ -123,13 +123,6 @@ class NgClient:
 # relais-media process
 
 
-# A relais-media --io xdp that fails to start with this is started again, at most
-# XDP_BUSY_RETRIES times (see RelaisMedia.start); the names of those instances are kept here.
-XDP_BUSY = re.compile(r"AF_XDP socket on \S+ queue \d+: Device or resource busy")
-XDP_BUSY_RETRIES = 5
-xdp_busy_restarts = []
-
-
 def relais_media_bin():
     path = os.environ.get("RELAIS_MEDIA_BIN")
     if not path:
@@ -165,29 +158,18 @@ class RelaisMedia(LogBuffer):
         _relais_instances.append(self)
 
     def start(self, ready_timeout=10):
-        for attempt in range(XDP_BUSY_RETRIES + 1):
-            mark = self.log_mark()
-            self._append("### start: " + " ".join(self.args))
-            self.proc = popen(self.args, cwd=self.workdir, stdin=subprocess.DEVNULL,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            self._reader_thread = threading.Thread(target=self._read_stderr, daemon=True)
-            self._reader_thread.start()
-            wait_until(lambda: self.grep("event=ready", mark) or self.proc.poll() is not None,
-                       timeout=ready_timeout, what="relais-media event=ready")
-            if self.proc.poll() is None:
-                return self
-            self._reader_thread.join(timeout=2)
-            busy = [l for l in self.grep("event=startup.failed", mark) if XDP_BUSY.search(l)]
-            if not busy or attempt == XDP_BUSY_RETRIES:
-                break
-            # --io xdp right after another relay on the same queue exited: the kernel releases
-            # that AF_XDP socket's hold on the queue asynchronously (after the process is gone),
-            # and binding meanwhile fails with EBUSY. Counted, so test_media_xdp.py can report it.
-            xdp_busy_restarts.append(self.name)
-            log("relais-media %s: AF_XDP queue still busy from the previous relay, starting again (%s)"
-                % (self.name, busy[0]))
+        mark = self.log_mark()
+        self._append("### start: " + " ".join(self.args))
+        self.proc = popen(self.args, cwd=self.workdir, stdin=subprocess.DEVNULL,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self._reader_thread = threading.Thread(target=self._read_stderr, daemon=True)
+        self._reader_thread.start()
+        wait_until(lambda: self.grep("event=ready", mark) or self.proc.poll() is not None,
+                   timeout=ready_timeout, what="relais-media event=ready")
+        if self.proc.poll() is not None:
             time.sleep(0.2)
-        fail("relais-media exited with %s at startup:\n%s" % (self.proc.returncode, self.log_tail()))
+            fail("relais-media exited with %s at startup:\n%s" % (self.proc.returncode, self.log_tail()))
+        return self
 
     def rss_kb(self):
         with open("/proc/%d/status" % self.proc.pid) as f:
