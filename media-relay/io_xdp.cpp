@@ -69,9 +69,8 @@ bool checksum_ok(const uint8_t* ip, uint16_t udp_len) {
   std::memcpy(&field, udp + 6, 2);
   if (field == 0) return true;
   uint64_t pseudo = sum_words(ip + 12, 8, 0) + htons(IPPROTO_UDP) + htons(udp_len);
-  if (fold(sum_words(udp, udp_len, pseudo)) == 0) return true;
-  uint16_t partial = static_cast<uint16_t>(~fold(pseudo));
-  return field == partial;
+  if (field == static_cast<uint16_t>(~fold(pseudo))) return true;  // partial: no pass over the payload
+  return fold(sum_words(udp, udp_len, pseudo)) == 0;
 }
 
 }  // namespace
