@@ -94,6 +94,8 @@ bool parse_options(const std::vector<std::string>& args, Options& o, std::string
       return error = "unknown option " + a, false;
     }
   }
+  if ((!o.xdp_interface.empty() || o.xdp_mode != XdpMode::automatic) && o.worker.io != IoBackend::xdp)
+    return error = "--xdp-interface and --xdp-mode need --io xdp", false;
   return true;
 }
 

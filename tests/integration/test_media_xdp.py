@@ -501,6 +501,9 @@ def check_two_workers():
             a, b = udp(), udp()
             to_a, to_b = tmr.setup_call(relay, ng, "xw-%d" % i, a.getsockname()[1], b.getsockname()[1])
             legs.append((a, b, to_a[0], to_b[0]))
+        # The ng reply can be read before relais-media's stream.create line is: wait for all.
+        h.wait_until(lambda: all(p in stream_workers(relay) for leg in legs for p in leg[2:]), timeout=5,
+                     what="event=stream.create for every call")
         owners = stream_workers(relay)
         per_worker = {0: 0, 1: 0}
         for i, (a, b, pa, pb) in enumerate(legs):
@@ -687,6 +690,7 @@ def check_restarts():
             ng = relay.client()
             a, b = udp(), udp()
             to_a, _ = tmr.setup_call(relay, ng, "xdp-restart-%d" % i, a.getsockname()[1], b.getsockname()[1])
+            warm_up(a, b, to_a[0], "restart %d" % i)  # may race the port claim: socket path
             pkt = rtp_random(1, 0xA, rnd, max_payload=300)
             a.sendto(pkt, ("127.0.0.1", to_a[0]))
             got = tmr.drain(b, 1, timeout=2.0)

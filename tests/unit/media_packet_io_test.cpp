@@ -155,6 +155,9 @@ TEST_CASE("relais-media's --io, --xdp-* and --realtime options") {
   CHECK(d.xdp_mode == XdpMode::automatic);
   CHECK(d.xdp_interface.empty());
   CHECK_FALSE(parse_options({"--xdp-mode", "fast"}, o, error));
+  Options y;
+  CHECK_FALSE(parse_options({"--xdp-mode", "skb"}, y, error));  // without --io xdp: a mistake
+  CHECK(error.find("need --io xdp") != std::string::npos);
   CHECK_FALSE(parse_options({"--xdp-interface", "an-interface-name-too-long"}, o, error));
   CHECK_FALSE(parse_options({"--realtime", "0"}, o, error));
   CHECK_FALSE(parse_options({"--realtime", "100"}, o, error));
