@@ -138,7 +138,7 @@ bool XdpIo::init(std::string& error) {
   refill();
   held_.reserve(kRingSize);
   port_ip_.assign(65536, 0);
-  hops_.assign(1024, NextHop{});
+  hops_.assign(size_t(1) << kHopBits, NextHop{});
   by_socket_.reserve(kRingSize);
   return true;
 }
@@ -200,12 +200,12 @@ void XdpIo::kick_tx() {
 }
 
 const XdpIo::NextHop* XdpIo::next_hop(in_addr_t ip) const {
-  const NextHop& h = hops_[(ip * 2654435761u) >> 22];
+  const NextHop& h = hops_[hop_slot(ip)];
   return h.ip == ip && ip != 0 ? &h : nullptr;
 }
 
 void XdpIo::learn(in_addr_t ip, const uint8_t* mac) {
-  NextHop& h = hops_[(ip * 2654435761u) >> 22];
+  NextHop& h = hops_[hop_slot(ip)];
   if (h.ip == ip && std::memcmp(h.mac, mac, 6) == 0) return;
   h.ip = ip;
   std::memcpy(h.mac, mac, 6);

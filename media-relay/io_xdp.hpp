@@ -54,6 +54,7 @@ class XdpIo final : public PacketIo {
   static constexpr uint32_t kRingSize = 4096;   // fill, completion, rx and tx rings: ~10 ms at 400 kpps
   static constexpr uint32_t kTxHeadroom = 256;  // where copied packets start in a frame (as rx)
   static constexpr uint32_t kHeaderBytes = 14 + 20 + 8;
+  static constexpr unsigned kHopBits = 10;             // 1,024 learnt next hops
   static constexpr int64_t kSocketPollNs = 1'000'000;  // read the kernel sockets at least this often
 
   enum class Frame : uint8_t { spare, kernel, held, sending };
@@ -73,6 +74,8 @@ class XdpIo final : public PacketIo {
   void kick_tx();
   uint32_t tx_pending() const;  // descriptors on the transmit ring the kernel has not taken
   size_t take_rx(std::span<Packet> out);
+  // Fibonacci hashing of the address onto the direct-mapped table.
+  static size_t hop_slot(in_addr_t ip) { return (ip * 2654435761u) >> (32 - kHopBits); }
   const NextHop* next_hop(in_addr_t ip) const;
   void learn(in_addr_t ip, const uint8_t* mac);
   void write_headers(uint8_t* frame, const NextHop& hop, in_addr_t source, const Packet& p);

@@ -291,11 +291,6 @@ def stream_workers(relay):
     return out
 
 
-def relay_args(relay):
-    """relais-media's command line of a RelaisMedia, for a start expected to fail."""
-    return list(relay.args)
-
-
 # ----------------------------------------------------------------------------------------------
 # Inside: checks
 
@@ -647,7 +642,7 @@ def refused_start(extra, needles, what):
     relay = h.RelaisMedia(workers=1, extra=extra, name="relais-media-xdp-refused")
     relay._append("### expected to fail: " + " ".join(relay.args))
     try:
-        r = subprocess.run(relay_args(relay), capture_output=True, text=True, timeout=20, cwd=relay.workdir)
+        r = subprocess.run(list(relay.args), capture_output=True, text=True, timeout=20, cwd=relay.workdir)
     except subprocess.TimeoutExpired:
         h.fail("%s: relais-media did not exit (it should refuse to start)" % what)
     for line in r.stderr.splitlines():
